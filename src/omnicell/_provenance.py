@@ -1,0 +1,34 @@
+"""Provenance records in ``uns['omnicell']``, kept h5ad-writable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from anndata import AnnData
+
+from . import _keys
+
+__all__ = ["get_record", "write_record"]
+
+
+def _writable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _writable(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return np.asarray(value)
+    return value
+
+
+def write_record(adata: AnnData, function: str, record: Mapping[str, Any]) -> None:
+    """Store ``record`` (None values dropped) as ``adata.uns['omnicell'][function]``."""
+    from . import __version__
+
+    store = adata.uns.setdefault(_keys.UNS, {})
+    store[function] = _writable({**record, "omnicell_version": __version__})
+
+
+def get_record(adata: AnnData, function: str) -> dict[str, Any] | None:
+    """The record a previous call of ``function`` left, or None."""
+    return adata.uns.get(_keys.UNS, {}).get(function)

@@ -1,0 +1,111 @@
+"""Package-wide settings, ``oc.settings``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .model._attention import ATTENTION_BACKENDS
+
+__all__ = ["OmnicellSettings", "settings"]
+
+_DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class OmnicellSettings:
+    """Settings shared by all omnicell functions.
+
+    Attributes
+    ----------
+    device
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` (or ``"cuda:N"``) or ``"mps"``.
+    batch_size
+        Cells per forward pass when a function is not given one.
+    attention_backend
+        Attention kernel: ``"auto"``, ``"sdpa"``, ``"flash_attn"`` or ``"eager"``.
+    cache_dir
+        Where downloaded checkpoints are kept; the environment variable ``OMNICELL_CACHE_DIR``
+        sets the default (else ``~/.cache/omnicell``, following pooch's OS cache).
+    default_model
+        Registry name or path of the model used when a function is given ``model=None``.
+    seed
+        Random seed of stochastic steps.
+    progress_bar
+        Show tqdm progress bars on long work.
+    verbosity
+        Level of the ``omnicell`` logger (a :mod:`logging` level name or number).
+    """
+
+    def __init__(self) -> None:
+        self._device = "auto"
+        self._batch_size = 32
+        self._attention_backend = "auto"
+        self._cache_dir: Path | None = None
+        self.default_model = os.environ.get("OMNICELL_DEFAULT_MODEL", "omnicell-v1")
+        self.seed = 0
+        self.progress_bar = True
+        self.verbosity = os.environ.get("OMNICELL_VERBOSITY", "WARNING")
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @device.setter
+    def device(self, value: str) -> None:
+        if value.split(":")[0] not in _DEVICES:
+            raise ValueError(f"device must be one of {', '.join(_DEVICES)} (or 'cuda:N'), got {value!r}.")
+        self._device = value
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        if int(value) < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {value!r}.")
+        self._batch_size = int(value)
+
+    @property
+    def attention_backend(self) -> str:
+        return self._attention_backend
+
+    @attention_backend.setter
+    def attention_backend(self, value: str) -> None:
+        if value not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention_backend must be one of {', '.join(ATTENTION_BACKENDS)}, got {value!r}.")
+        self._attention_backend = value
+
+    @property
+    def cache_dir(self) -> Path:
+        if self._cache_dir is not None:
+            return self._cache_dir
+        env = os.environ.get("OMNICELL_CACHE_DIR")
+        if env:
+            return Path(env).expanduser()
+        import pooch
+
+        return Path(pooch.os_cache("omnicell"))
+
+    @cache_dir.setter
+    def cache_dir(self, value: str | os.PathLike | None) -> None:
+        self._cache_dir = None if value is None else Path(value).expanduser()
+
+    @property
+    def verbosity(self) -> int:
+        return logging.getLogger("omnicell").level
+
+    @verbosity.setter
+    def verbosity(self, value: int | str) -> None:
+        level = logging.getLevelName(value.upper()) if isinstance(value, str) else int(value)
+        if not isinstance(level, int):
+            raise ValueError(f"Unknown verbosity {value!r}; use a logging level such as 'INFO'.")
+        logging.getLogger("omnicell").setLevel(level)
+
+    def __repr__(self) -> str:
+        fields = ("device", "batch_size", "attention_backend", "cache_dir", "default_model", "seed", "progress_bar")
+        return "OmnicellSettings(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in fields) + ")"
+
+
+settings = OmnicellSettings()

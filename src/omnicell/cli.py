@@ -1,0 +1,146 @@
+"""The ``omnicell`` command: h5ad in, h5ad out, for shells, Galaxy tools and nf-core modules.
+
+Examples
+--------
+omnicell embed cells.h5ad -o embedded.h5ad --model omnicell-v1
+omnicell embed section.h5ad -o out.h5ad --model ./checkpoint --spatial --n-neighbors 9
+omnicell models list
+omnicell models download omnicell-v1
+omnicell models convert ./official_folder ./omnicell_folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="omnicell", description="OmniCell foundation model for single-cell and spatial data.")
+    parser.add_argument("--version", action="version", version=f"omnicell {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    embed = commands.add_parser("embed", help="tokenise and embed the cells of an h5ad file")
+    embed.add_argument("input", type=Path, help="input .h5ad (never modified)")
+    embed.add_argument("-o", "--output", type=Path, required=True, help="output .h5ad (written atomically)")
+    embed.add_argument("--model", default=None, help="registry name or checkpoint folder (default: oc.settings.default_model)")
+    embed.add_argument("--genes", type=Path, default=None, help="file with one gene id per line: the ordered gene list")
+    embed.add_argument("--n-genes", type=int, default=2000, help="highly variable genes to use when --genes is not given")
+    embed.add_argument("--layer", default=None, help="layer with expression values (default: X)")
+    embed.add_argument("--spatial", action="store_true", help="spatial mode: each cell read with its neighbours")
+    embed.add_argument("--n-neighbors", type=int, default=9, help="neighbours per cell in spatial mode")
+    embed.add_argument("--spatial-key", default="spatial", help="obsm key of the coordinates")
+    embed.add_argument("--batch-size", type=int, default=None, help="cells per forward pass")
+    embed.add_argument("--device", default=None, help="auto, cpu, cuda or mps")
+    embed.add_argument("--projection", default="0.9", help="spectral energy share to keep, or 'none'")
+    embed.add_argument("--key-added", default="X_omnicell", help="obsm key of the embedding")
+    embed.add_argument("--store-window", action="store_true", help="spatial mode: keep every window's embeddings")
+    embed.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    models = commands.add_parser("models", help="list, download or convert checkpoints")
+    actions = models.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="registered checkpoints and whether they are cached")
+    download = actions.add_parser("download", help="fetch a registered checkpoint into the cache")
+    download.add_argument("name")
+    download.add_argument("--cache-dir", type=Path, default=None)
+    convert = actions.add_parser("convert", help="write a checkpoint in omnicell's format")
+    convert.add_argument("source", help="registry name or checkpoint folder")
+    convert.add_argument("destination", type=Path)
+    convert.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def _read_gene_list(path: Path) -> list[str]:
+    genes = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    genes = [gene for gene in genes if gene and not gene.startswith("#")]
+    if not genes:
+        raise ValueError(f"{path} lists no genes (expected one gene id per line).")
+    return genes
+
+
+def _write_atomically(adata, output: Path) -> None:
+    """Write to a temporary file beside ``output`` and rename it, so a failure leaves no partial file."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".h5ad", dir=output.parent)
+    os.close(handle)
+    try:
+        adata.write_h5ad(temporary)
+        os.replace(temporary, output)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _embed(args: argparse.Namespace) -> None:
+    import anndata as ad
+
+    from . import pp, settings, tl
+
+    if not args.input.exists():
+        raise FileNotFoundError(f"input file {args.input} does not exist")
+    if args.output.resolve() == args.input.resolve():
+        raise ValueError("the output must differ from the input (the input is never modified)")
+    projection = None if args.projection.lower() == "none" else float(args.projection)
+    genes = _read_gene_list(args.genes) if args.genes else None
+    if args.quiet:
+        settings.progress_bar = False
+    adata = ad.read_h5ad(args.input)
+    pp.tokenize(
+        adata,
+        args.model,
+        genes=genes,
+        n_genes=args.n_genes,
+        layer=args.layer,
+        spatial=args.spatial,
+        n_neighbors=args.n_neighbors,
+        spatial_key=args.spatial_key,
+    )
+    tl.embed_cells(
+        adata,
+        args.model,
+        batch_size=args.batch_size,
+        device=args.device,
+        projection=projection,
+        key_added=args.key_added,
+        store_window=args.store_window,
+    )
+    _write_atomically(adata, args.output)
+    print(f"wrote {args.output} ({adata.n_obs} cells, obsm[{args.key_added!r}] with {adata.obsm[args.key_added].shape[1]} dimensions)")
+
+
+def _models(args: argparse.Namespace) -> None:
+    from . import models
+
+    if args.action == "list":
+        import pandas as pd
+
+        with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+            print(models.available().to_string())
+    elif args.action == "download":
+        print(models.download(args.name, cache_dir=args.cache_dir))
+    else:
+        print(models.convert(args.source, args.destination, overwrite=args.overwrite))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 on success, 1 on bad input)."""
+    args = _parser().parse_args(argv)
+    try:
+        (_embed if args.command == "embed" else _models)(args)
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError) as error:
+        message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+        print(f"omnicell: error: {message.splitlines()[0] if message else type(error).__name__}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The OmniCell transformer: embedder, pre-norm blocks and the symmetric bilinear output head."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from ._attention import RotaryEmbedding2D, SelfAttention, resolve_backend
+from ._config import OmniCellConfig
+from ._embedder import TokenEmbedder, load_balance_loss
+from ._pooling import segment_mean
+
+__all__ = ["BilinearHead", "ForwardOutput", "OmniCell", "RMSNorm", "SwiGLU"]
+
+
+class RMSNorm(nn.Module):
+    """RMS normalisation computed in float32, cast back, then scaled by ``gamma``."""
+
+    def __init__(self, d_model: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.to(x.dtype) * self.gamma.to(x.dtype)
+
+
+class SwiGLU(nn.Module):
+    """``down(silu(gate(x)) * up(x))`` without biases."""
+
+    def __init__(self, d_model: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(d_model, hidden_dim, bias=False)
+        self.up_proj = nn.Linear(d_model, hidden_dim, bias=False)
+        self.down_proj = nn.Linear(hidden_dim, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm(x))`` then ``x + ffn(norm(x))``."""
+
+    def __init__(self, config: OmniCellConfig) -> None:
+        super().__init__()
+        self.norm_attn = RMSNorm(config.d_model, config.eps)
+        self.self_attn = SelfAttention(config.d_model, config.heads)
+        self.norm_ffn = RMSNorm(config.d_model, config.eps)
+        self.ffn = SwiGLU(config.d_model, int(config.hidden_dim))  # type: ignore[arg-type]
+        # Where the released model applies its dropout is not published; residual-branch dropout
+        # is the common choice and only matters in training.
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None,
+        padding_mask: torch.Tensor | None,
+        backend: str,
+        return_weights: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.self_attn(self.norm_attn(x), rotary, padding_mask, backend, return_weights)
+        x = x + self.dropout(attended)
+        x = x + self.dropout(self.ffn(self.norm_ffn(x)))
+        return x, weights
+
+
+class BilinearHead(nn.Module):
+    """Symmetric bilinear output head ``s = h_g . W_sym . c`` with ``W_sym = (W + W^T) / 2``.
+
+    ``c`` is the mean of the gene-token states of the token's own cell block (markers excluded).
+    """
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.W = nn.Parameter(torch.empty(d_model, d_model))
+        nn.init.normal_(self.W, std=d_model**-0.5)
+
+    def symmetric(self) -> torch.Tensor:
+        """The symmetric matrix ``(W + W^T) / 2``."""
+        return (self.W + self.W.T) / 2
+
+    def forward(self, hidden: torch.Tensor, cell_index: torch.Tensor) -> torch.Tensor:
+        """Predicted soft rank (B, T) of every token; ``cell_index`` (B, T) is -1 off gene tokens."""
+        n_cells = int(cell_index.max()) + 1 if cell_index.numel() else 1
+        context = segment_mean(hidden.float(), cell_index, max(n_cells, 1))
+        per_token = context.gather(1, cell_index.clamp_min(0).unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+        scores = ((hidden.float() @ self.symmetric().float()) * per_token).sum(-1)
+        return scores.masked_fill(cell_index < 0, 0.0)
+
+
+@dataclasses.dataclass
+class ForwardOutput:
+    """Result of :meth:`OmniCell.forward`.
+
+    Attributes
+    ----------
+    hidden
+        Last-layer token states (B, T, d), no final norm.
+    load_balance_loss
+        MoE load-balance loss over the real tokens of the batch.
+    routing
+        Routing probabilities (B, T, R) of the value experts.
+    attentions
+        Per layer attention weights (B, H, T, T) when requested, else None.
+    """
+
+    hidden: torch.Tensor
+    load_balance_loss: torch.Tensor
+    routing: torch.Tensor
+    attentions: list[torch.Tensor] | None = None
+
+
+class OmniCell(nn.Module):
+    """The OmniCell network on tensors (no AnnData).
+
+    ``state_dict`` keys and shapes are those of the official ``backbone.pth``.
+
+    Parameters
+    ----------
+    config
+        Network hyper-parameters.
+    attention_backend
+        ``"auto"``, ``"sdpa"``, ``"flash_attn"`` or ``"eager"``; see :mod:`omnicell.model`.
+    """
+
+    def __init__(self, config: OmniCellConfig, *, attention_backend: str = "auto") -> None:
+        super().__init__()
+        self.config = config
+        self.embedder = TokenEmbedder(
+            config.num_gene, config.d_model, config.num_shared, config.num_routing, config.topk
+        )
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.output = BilinearHead(config.d_model)
+        self.rotary = RotaryEmbedding2D(config.dim, config.base) if config.rotary else None
+        self.attention_backend = resolve_backend(attention_backend)
+
+    def set_attention_backend(self, backend: str) -> None:
+        """Switch the attention kernel (``"auto"``, ``"sdpa"``, ``"flash_attn"`` or ``"eager"``)."""
+        self.attention_backend = resolve_backend(backend)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        values: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        padding_mask: torch.Tensor | None = None,
+        *,
+        return_attention: bool = False,
+    ) -> ForwardOutput:
+        """Run the network.
+
+        Parameters
+        ----------
+        tokens
+            Token ids (B, T).
+        values
+            Soft-rank values (B, T), 0 at marker tokens.
+        positions
+            Raw (x, y) coordinates of each token's cell (B, T, 2); None means (0, 0) everywhere
+            (single-cell mode), where the rotary encoding is the identity and is skipped.
+        padding_mask
+            (B, T), True for real tokens; None when no sequence is padded.
+        return_attention
+            Also return the attention weights of every layer (uses the eager kernel).
+        """
+        x, probabilities, top_indices = self.embedder(tokens, values)
+        rotary = None
+        if self.rotary is not None and positions is not None and bool(positions.any()):
+            rotary = self.rotary.angles(positions)
+        attentions: list[torch.Tensor] | None = [] if return_attention else None
+        for layer in self.layers:
+            x, weights = layer(x, rotary, padding_mask, self.attention_backend, return_attention)
+            if attentions is not None and weights is not None:
+                attentions.append(weights)
+        balance = load_balance_loss(probabilities, top_indices, padding_mask)
+        return ForwardOutput(hidden=x, load_balance_loss=balance, routing=probabilities, attentions=attentions)

@@ -1,0 +1,393 @@
+"""Named checkpoints: loading, converting, downloading (pooch, hash-checked, cached).
+
+``oc.models.load`` accepts
+
+- a registry name (``oc.models.available()``), downloaded once into ``oc.settings.cache_dir``;
+- a folder in the official format: ``LMConfig.json``, ``backbone.pth`` and ``Vocabulary.json``
+  or ``vocab.json``;
+- a folder in omnicell's format (written by :func:`convert` or :meth:`OmniCellModel.save`):
+  ``config.json``, ``model.safetensors``, ``vocab.json`` and ``MODEL_CARD.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import functools
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ._settings import settings
+from .data import Vocabulary
+from .model import OmniCell, OmniCellConfig, spectral_basis
+from .model._checkpoint import file_sha256, load_state_dict, read_official, read_safetensors, write_safetensors
+
+__all__ = ["ModelSpec", "OmniCellModel", "available", "convert", "download", "load", "register"]
+
+OFFICIAL_CONFIG, OFFICIAL_WEIGHTS = "LMConfig.json", "backbone.pth"
+OFFICIAL_VOCABS = ("Vocabulary.json", "vocab.json")
+OWN_CONFIG, OWN_WEIGHTS, OWN_VOCAB, OWN_CARD = "config.json", "model.safetensors", "vocab.json", "MODEL_CARD.md"
+FORMAT_VERSION = "1"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A downloadable checkpoint.
+
+    Attributes
+    ----------
+    name
+        Registry name, also the cache sub-folder.
+    description
+        One line shown by :func:`available`.
+    files
+        ``{file name: (url, sha256)}``; the folder they form is loaded like a local folder.
+    """
+
+    name: str
+    description: str
+    files: dict[str, tuple[str, str]]
+
+
+_OFFICIAL_CODE = "https://raw.githubusercontent.com/BGIResearch/omnicell/fc2d818d1d78345f0c7ccf686f34caff5bbd846a/OmniCell/vocab"
+_OFFICIAL_WEIGHTS = (
+    "https://modelscope.cn/api/v1/models/PJSucas/OmniCell-v1/repo?Revision=9a33a49daa919237189909e4d9ba48117f3ca12f&FilePath="
+)
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> None:
+    """Add a downloadable checkpoint (e.g. an institutional mirror) to the registry."""
+    _REGISTRY[spec.name] = spec
+
+
+register(
+    ModelSpec(
+        name="omnicell-v1",
+        description="Released OmniCell (BGI Research, MIT): 10 layers, d=512, 73.5M parameters, human Ensembl vocabulary",
+        files={
+            "LMConfig.json": (
+                _OFFICIAL_WEIGHTS + "LMConfig.json",
+                "bb4fd00c29d8764058d986dbe3d2c2b036f1c3d0df91d661c63de71c2ea49322",
+            ),
+            "backbone.pth": (
+                _OFFICIAL_WEIGHTS + "backbone.pth",
+                "12497eb1dc76985ca3bcd88845a6b6edb7fcfdbb6c6df43d3da56645d922c0c7",
+            ),
+            "Vocabulary.json": (
+                f"{_OFFICIAL_CODE}/Vocabulary.json",
+                "9a2f2077702302eeaccf4ce348bb731ee9064ce29e6b50315c7f4f88f1374cd9",
+            ),
+            "new_genes_homo_sapiens.csv": (
+                f"{_OFFICIAL_CODE}/new_genes_homo_sapiens.csv",
+                "72e8b5e72544308611ef306c43e7afa2e31c4af170b24262ed7c8bb0a65616ea",
+            ),
+        },
+    )
+)
+
+
+class OmniCellModel:
+    """A loaded checkpoint: the network, its vocabulary and where it came from.
+
+    Attributes
+    ----------
+    network
+        The :class:`omnicell.model.OmniCell` module (in eval mode after loading).
+    config
+        Its :class:`omnicell.model.OmniCellConfig`.
+    vocab
+        The token :class:`omnicell.data.Vocabulary`.
+    name
+        Registry name, or the folder name for local checkpoints.
+    sha256
+        Hash of the weight file it was loaded from (recorded with every result).
+    """
+
+    def __init__(self, network: OmniCell, vocab: Vocabulary, *, name: str, sha256: str, source: str = "") -> None:
+        if vocab.max_token_id >= network.config.num_gene:
+            raise ValueError(
+                f"The vocabulary has token ids up to {vocab.max_token_id} but the model embeds only "
+                f"num_gene={network.config.num_gene} tokens: the vocabulary does not belong to this checkpoint."
+            )
+        self.network = network
+        self.vocab = vocab
+        self.name = name
+        self.sha256 = sha256
+        self.source = source
+        self._bases: dict[float, torch.Tensor] = {}
+
+    @property
+    def config(self) -> OmniCellConfig:
+        return self.network.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.network.parameters()).dtype
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.network.parameters())
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> OmniCellModel:
+        """Move the network in place; returns self."""
+        self.network.to(device=device, dtype=dtype)
+        return self
+
+    def spectral_basis(self, tau: float) -> torch.Tensor:
+        """Projection basis (d, m) keeping a share ``tau`` of the output matrix's spectrum (cached)."""
+        if tau not in self._bases:
+            self._bases[tau] = spectral_basis(self.network.output.W.detach().float().cpu(), tau)[0]
+        return self._bases[tau]
+
+    def identity(self) -> dict[str, str]:
+        """Name and checkpoint hash, as recorded in ``uns``."""
+        return {"model": self.name, "model_sha256": self.sha256}
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, card: str = "") -> Path:
+        """Write the model in omnicell's format (config, safetensors weights, vocabulary, card)."""
+        return _write_own(self, Path(path), overwrite=overwrite, extra_card=card)
+
+    def __repr__(self) -> str:
+        return (
+            f"OmniCellModel(name={self.name!r}, layers={self.config.num_layers}, d_model={self.config.d_model}, "
+            f"parameters={self.n_parameters:,}, genes={len(self.vocab.genes):,}, device={self.device})"
+        )
+
+
+def available() -> pd.DataFrame:
+    """Registered checkpoints with a description and whether they are in the local cache."""
+    rows = []
+    for spec in _REGISTRY.values():
+        folder = settings.cache_dir / spec.name
+        rows.append(
+            {
+                "name": spec.name,
+                "description": spec.description,
+                "cached": all((folder / name).exists() for name in spec.files),
+                "folder": str(folder),
+            }
+        )
+    return pd.DataFrame(rows).set_index("name")
+
+
+def download(name: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Fetch a registered checkpoint into the cache (no-op when present and intact); return its folder.
+
+    Every file is checked against its sha256. Offline, the error lists which files to place where.
+    """
+    import pooch
+
+    spec = _spec(name)
+    folder = Path(cache_dir) if cache_dir is not None else settings.cache_dir / spec.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for filename, (url, sha256) in spec.files.items():
+        try:
+            pooch.retrieve(
+                url,
+                known_hash=f"sha256:{sha256}",
+                fname=filename,
+                path=folder,
+                progressbar=settings.progress_bar,
+            )
+        except ValueError as error:  # pooch's hash mismatch
+            raise OSError(f"Downloaded {filename} for {name!r} does not match its sha256 ({error}).") from None
+        except Exception as error:
+            listing = "\n".join(f"  {f}  (sha256 {h})  from {u}" for f, (u, h) in spec.files.items())
+            raise OSError(
+                f"Could not download {filename} for model {name!r} ({type(error).__name__}: {error}). "
+                f"Without network access, place these files in {folder} (or set OMNICELL_CACHE_DIR):\n{listing}"
+            ) from None
+    return folder
+
+
+def load(
+    name_or_path: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    vocab: str | os.PathLike | Vocabulary | None = None,
+    attention_backend: str | None = None,
+) -> OmniCellModel:
+    """Load a checkpoint by registry name or from a folder.
+
+    Parameters
+    ----------
+    name_or_path
+        A name from :func:`available` or a folder in the official or omnicell format.
+    device
+        Where to put the weights; None uses ``oc.settings.device`` (``"auto"``: CUDA if present).
+    dtype
+        Weight dtype; None keeps float32 (inference on CUDA still runs in bf16 autocast).
+    vocab
+        Vocabulary file or object, overriding the one in the folder.
+    attention_backend
+        Attention kernel; None uses ``oc.settings.attention_backend``.
+
+    Returns
+    -------
+    The loaded model in eval mode.
+    """
+    path = Path(name_or_path).expanduser()
+    if str(name_or_path) in _REGISTRY and not path.exists():
+        path = download(str(name_or_path))
+        name = str(name_or_path)
+    elif path.is_dir():
+        name = path.name
+    else:
+        known = ", ".join(_REGISTRY) or "none"
+        raise FileNotFoundError(
+            f"{name_or_path!s} is neither a checkpoint folder nor a registered model name (known: {known})."
+        )
+    backend = attention_backend or settings.attention_backend
+    if (path / OWN_WEIGHTS).exists():
+        model = _read_own(path, backend)
+    elif (path / OFFICIAL_WEIGHTS).exists():
+        model = _read_official_folder(path, name, backend, vocab)
+    else:
+        raise FileNotFoundError(
+            f"{path} holds no checkpoint: expected {OFFICIAL_CONFIG} + {OFFICIAL_WEIGHTS} + "
+            f"{' or '.join(OFFICIAL_VOCABS)} (official format) or {OWN_CONFIG} + {OWN_WEIGHTS} + {OWN_VOCAB} (omnicell format)."
+        )
+    if vocab is not None and (path / OWN_WEIGHTS).exists():
+        model = OmniCellModel(model.network, _as_vocab(vocab), name=model.name, sha256=model.sha256, source=model.source)
+    model.network.eval()
+    return model.to(resolve_device(device), dtype)
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write a checkpoint (name or folder, e.g. an official one) in omnicell's own format."""
+    model = load(src, device="cpu")
+    return _write_own(model, Path(dst), overwrite=overwrite)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Turn ``"auto"``/None (from settings) into a concrete torch device."""
+    device = device if device is not None else settings.device
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' was asked for but PyTorch sees no CUDA GPU; use device='cpu' or 'auto'.")
+    return torch.device(device)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(key: str, mtime: float) -> OmniCellModel:
+    return load(key)
+
+
+def resolve_model(model: OmniCellModel | str | os.PathLike | None) -> OmniCellModel:
+    """The model object for a ``model=`` argument (None: ``oc.settings.default_model``).
+
+    Names and paths are loaded once and reused while the folder is unchanged.
+    """
+    if isinstance(model, OmniCellModel):
+        return model
+    key = str(model if model is not None else settings.default_model)
+    path = Path(key).expanduser()
+    mtime = path.stat().st_mtime if path.exists() else 0.0
+    return _load_cached(key, mtime)
+
+
+def _spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        raise KeyError(f"Unknown model {name!r}; registered: {', '.join(_REGISTRY)}.")
+    return _REGISTRY[name]
+
+
+def _as_vocab(vocab: str | os.PathLike | Vocabulary) -> Vocabulary:
+    return vocab if isinstance(vocab, Vocabulary) else Vocabulary.from_json(vocab)
+
+
+def _read_official_folder(
+    path: Path, name: str, backend: str, vocab: str | os.PathLike | Vocabulary | None
+) -> OmniCellModel:
+    if not (path / OFFICIAL_CONFIG).exists():
+        raise FileNotFoundError(f"{path} has {OFFICIAL_WEIGHTS} but no {OFFICIAL_CONFIG}.")
+    if vocab is None:
+        candidates = [path / f for f in OFFICIAL_VOCABS if (path / f).exists()]
+        if not candidates:
+            raise FileNotFoundError(
+                f"{path} has no vocabulary file ({' or '.join(OFFICIAL_VOCABS)}); pass vocab=PATH."
+            )
+        vocab = candidates[0]
+    config = OmniCellConfig.from_json(path / OFFICIAL_CONFIG)
+    network = OmniCell(config, attention_backend=backend)
+    load_state_dict(network, read_official(path / OFFICIAL_WEIGHTS), source=str(path / OFFICIAL_WEIGHTS))
+    return OmniCellModel(
+        network, _as_vocab(vocab), name=name, sha256=file_sha256(path / OFFICIAL_WEIGHTS), source=str(path)
+    )
+
+
+def _read_own(path: Path, backend: str) -> OmniCellModel:
+    from safetensors import safe_open
+
+    for required in (OWN_CONFIG, OWN_VOCAB):
+        if not (path / required).exists():
+            raise FileNotFoundError(f"{path} has {OWN_WEIGHTS} but no {required}.")
+    config = OmniCellConfig.from_json(path / OWN_CONFIG)
+    network = OmniCell(config, attention_backend=backend)
+    load_state_dict(network, read_safetensors(path / OWN_WEIGHTS), source=str(path / OWN_WEIGHTS))
+    with safe_open(str(path / OWN_WEIGHTS), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    return OmniCellModel(
+        network,
+        Vocabulary.from_json(path / OWN_VOCAB),
+        name=metadata.get("name", path.name),
+        sha256=file_sha256(path / OWN_WEIGHTS),
+        source=str(path),
+    )
+
+
+def _write_own(model: OmniCellModel, dst: Path, *, overwrite: bool, extra_card: str = "") -> Path:
+    from . import __version__
+
+    if dst.exists() and any(dst.iterdir()) and not overwrite:
+        raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True to replace it.")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    # Write into a sibling temporary folder and move it in place, so a failure leaves no half model.
+    staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    try:
+        metadata = {
+            "name": model.name,
+            "format_version": FORMAT_VERSION,
+            "source": model.source,
+            "source_sha256": model.sha256,
+            "omnicell_version": __version__,
+        }
+        model.config.to_json(staging / OWN_CONFIG)
+        model.vocab.to_json(staging / OWN_VOCAB)
+        write_safetensors(model.network, staging / OWN_WEIGHTS, metadata=metadata)
+        card = [
+            f"# {model.name}",
+            "",
+            "OmniCell checkpoint in omnicell's format (load with `omnicell.models.load(PATH)`).",
+            "",
+            f"- created: {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}",
+            f"- omnicell version: {__version__}",
+            f"- converted from: {model.source or 'memory'} (weights sha256 {model.sha256})",
+            f"- parameters: {model.n_parameters:,}; layers {model.config.num_layers}, d_model {model.config.d_model}",
+            f"- vocabulary: {len(model.vocab.genes):,} genes",
+        ]
+        if extra_card:
+            card += ["", extra_card]
+        (staging / OWN_CARD).write_text("\n".join(card) + "\n", encoding="utf-8")
+        if dst.exists():
+            shutil.rmtree(dst)
+        staging.rename(dst)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return dst

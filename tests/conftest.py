@@ -1,0 +1,61 @@
+"""Shared fixtures: the official conformance checkpoint and AnnData built from it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+
+import omnicell as oc
+
+SHARED = Path(os.environ.get("OMNICELL_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
+OFFICIAL_TINY = SHARED / "conformance" / "official_tiny"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_settings():
+    """No progress bars in tests; restore settings changed by a test."""
+    saved = (oc.settings.progress_bar, oc.settings.batch_size, oc.settings.device, oc.settings.attention_backend)
+    oc.settings.progress_bar = False
+    yield
+    oc.settings.progress_bar, oc.settings.batch_size, oc.settings.device, oc.settings.attention_backend = saved
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> Path:
+    if not (OFFICIAL_TINY / "expected.npz").exists():
+        pytest.skip(f"conformance fixture not found at {OFFICIAL_TINY} (set OMNICELL_SHARED)")
+    return OFFICIAL_TINY
+
+
+@pytest.fixture(scope="session")
+def expected(tiny_dir) -> dict[str, np.ndarray]:
+    with np.load(tiny_dir / "expected.npz") as arrays:
+        return {key: arrays[key] for key in arrays.files}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dir) -> oc.models.OmniCellModel:
+    return oc.models.load(tiny_dir, device="cpu")
+
+
+@pytest.fixture
+def tiny_adata(expected) -> ad.AnnData:
+    """The fixture's cells as a user would have them: counts, Ensembl var names, obsm['spatial']."""
+    adata = ad.AnnData(X=expected["counts"].copy())
+    adata.var_names = [str(name) for name in expected["var_names"]]
+    adata.obs_names = [f"cell{i}" for i in range(adata.n_obs)]
+    adata.obsm["spatial"] = expected["coords"].copy()
+    return adata
+
+
+def align_signs(actual: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Flip columns (last axis) of ``actual`` to the sign of ``reference``: eigenvectors have no sign."""
+    flat_actual = actual.reshape(-1, actual.shape[-1])
+    flat_reference = reference.reshape(-1, reference.shape[-1])
+    signs = np.sign((flat_actual * flat_reference).sum(0))
+    signs[signs == 0] = 1
+    return actual * signs
