@@ -59,9 +59,11 @@ class TokenBatch:
     positions
         (B, T, 2) raw coordinates of each token's cell, or None in single-cell mode.
     cell_index
-        (B, T) block number of each gene token, -1 on markers.
+        (B, T) block number of each gene token, -1 on markers and padding.
     n_blocks
         Cell blocks per sequence.
+    padding_mask
+        (B, T) True on real tokens, or None when no sequence is padded.
     """
 
     tokens: np.ndarray
@@ -69,6 +71,7 @@ class TokenBatch:
     positions: np.ndarray | None
     cell_index: np.ndarray
     n_blocks: int
+    padding_mask: np.ndarray | None = None
 
     @property
     def expressed(self) -> np.ndarray:
@@ -76,14 +79,20 @@ class TokenBatch:
         return self.values > 0
 
     def to_torch(self, device: torch.device | str) -> dict[str, torch.Tensor | None]:
-        """Tensors for :meth:`omnicell.model.OmniCell.forward` and pooling, on ``device``."""
-        return {
-            "tokens": torch.from_numpy(self.tokens).to(device),
-            "values": torch.from_numpy(self.values).to(device),
-            "positions": None if self.positions is None else torch.from_numpy(self.positions).to(device),
-            "cell_index": torch.from_numpy(self.cell_index).to(device),
-            "expressed": torch.from_numpy(self.expressed).to(device),
+        """Tensors for :meth:`omnicell.model.OmniCell.forward` and pooling, on ``device``.
+
+        Keys: ``tokens``, ``values``, ``positions``, ``padding_mask`` (the forward arguments),
+        ``cell_index`` and ``expressed`` (for pooling); absent parts are None.
+        """
+        arrays = {
+            "tokens": self.tokens,
+            "values": self.values,
+            "positions": self.positions,
+            "padding_mask": self.padding_mask,
+            "cell_index": self.cell_index,
+            "expressed": self.expressed,
         }
+        return {key: None if value is None else torch.from_numpy(value).to(device) for key, value in arrays.items()}
 
 
 def build_batch(

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
 import warnings
-from typing import Literal
 
 import numpy as np
 import torch
 from anndata import AnnData
-from tqdm.auto import tqdm
 
 from .. import _keys
-from .._provenance import get_record, write_record
-from .._settings import settings
-from .._validate import check_adata, check_coordinates, get_matrix
-from ..data import iter_token_batches
+from .._provenance import write_record
+from .._validate import check_adata
 from ..model import pool_cells
-from ..models import OmniCellModel, resolve_device, resolve_model
+from ..models import OmniCellModel
+from ._inference import InferencePlan, Precision, plan_inference
 
 __all__ = ["embed_cells"]
 
 logger = logging.getLogger("omnicell")
-
-Precision = Literal["auto", "float32", "bfloat16", "float16"]
 
 
 def embed_cells(
@@ -88,63 +82,16 @@ def embed_cells(
         Parameters, ``n_components``, model name and checkpoint sha256.
     """
     check_adata(adata, "embed_cells")
-    batch_size = int(batch_size if batch_size is not None else settings.batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
     if projection is not None and not 0.0 < float(projection) <= 1.0:
         raise ValueError(f"projection must lie in (0, 1] or be None, got {projection!r}.")
-    if precision not in ("auto", "float32", "bfloat16", "float16"):
-        raise ValueError(f"precision must be 'auto', 'float32', 'bfloat16' or 'float16', got {precision!r}.")
-    loaded = resolve_model(model)
     # With copy=True all work, the automatic tokenisation included, happens on the copy.
     adata = adata.copy() if copy else adata
-    record = get_record(adata, "tokenize")
-    if record is None:
-        from ..pp import tokenize
-
-        tokenize(adata, loaded)
-        record = get_record(adata, "tokenize")
-    if record["vocab_sha256"] != loaded.vocab.sha256():
-        raise ValueError(
-            f"adata was tokenised with model {record['model']!r}, whose vocabulary differs from that of "
-            f"{loaded.name!r}. Run oc.pp.tokenize(adata, model) with the model you embed with."
-        )
-    columns = adata.var_names.get_indexer(np.asarray(record["genes"], dtype=str))
-    if (columns < 0).any():
-        raise ValueError(
-            "Some genes chosen by tokenize are no longer in adata.var_names (subset or renamed since?). "
-            "Run oc.pp.tokenize again."
-        )
-    spatial = bool(record["spatial"])
-    neighbors = coordinates = None
-    if spatial:
-        if _keys.OBSM_NEIGHBORS not in adata.obsm:
-            raise KeyError(f"Spatial tokenisation left no obsm[{_keys.OBSM_NEIGHBORS!r}]; run oc.pp.tokenize again.")
-        neighbors = np.asarray(adata.obsm[_keys.OBSM_NEIGHBORS], dtype=np.int64)
-        if neighbors.shape[0] != adata.n_obs or neighbors.min() < 0 or neighbors.max() >= adata.n_obs:
-            raise ValueError(f"obsm[{_keys.OBSM_NEIGHBORS!r}] does not fit the cells (subset since?); run oc.pp.tokenize again.")
-        coordinates = check_coordinates(adata, str(record["spatial_key"]))
-    layer = record.get("layer")
-    matrix = get_matrix(adata, layer)
-    torch_device = resolve_device(device)
-
+    plan = plan_inference(adata, model, batch_size=batch_size, device=device, precision=precision)
     started = time.perf_counter()
-    window, n_empty = _embed(
-        loaded,
-        matrix,
-        columns=columns,
-        gene_tokens=np.asarray(record["token_ids"], dtype=np.int64),
-        neighbors=neighbors,
-        coordinates=coordinates,
-        batch_size=batch_size,
-        device=torch_device,
-        precision=precision,
-        projection=projection,
-        where=f"adata.layers[{layer!r}]" if layer else "adata.X",
-    )
+    window, n_empty = _embed(plan, projection)
     if n_empty:
         warnings.warn(
-            f"{n_empty} cells express none of the {len(columns)} selected genes; their embeddings are zero "
+            f"{n_empty} cells express none of the {len(plan.columns)} selected genes; their embeddings are zero "
             "vectors (as in the released code). Consider filtering them (sc.pp.filter_cells).",
             UserWarning,
             stacklevel=2,
@@ -153,7 +100,7 @@ def embed_cells(
     adata.obsm[key_added] = window[:, 0]
     for suffix in (_keys.NICHE_SUFFIX, _keys.WINDOW_SUFFIX):
         adata.obsm.pop(key_added + suffix, None)
-    if spatial:
+    if plan.spatial:
         adata.obsm[key_added + _keys.NICHE_SUFFIX] = window.mean(1)
         if store_window:
             adata.obsm[key_added + _keys.WINDOW_SUFFIX] = window
@@ -164,80 +111,31 @@ def embed_cells(
             "key_added": key_added,
             "projection": projection,
             "n_components": window.shape[-1],
-            "spatial": spatial,
+            "spatial": plan.spatial,
             "store_window": store_window,
-            "batch_size": batch_size,
-            "device": str(torch_device),
-            "precision": _autocast_dtype_name(precision, torch_device),
-            "attention_backend": loaded.network.attention_backend,
+            "batch_size": plan.batch_size,
+            "device": str(plan.device),
+            "precision": plan.precision,
+            "attention_backend": plan.model.network.attention_backend,
             "n_empty_cells": n_empty,
-            **loaded.identity(),
+            **plan.model.identity(),
         },
     )
     logger.info(
         "embed_cells: %d cells in %.1fs; added .obsm[%r]%s",
-        adata.n_obs, time.perf_counter() - started, key_added, " and niche embeddings" if spatial else "",
+        adata.n_obs, time.perf_counter() - started, key_added, " and niche embeddings" if plan.spatial else "",
     )  # fmt: skip
     return adata if copy else None
 
 
-def _autocast_dtype_name(precision: Precision, device: torch.device) -> str:
-    if precision == "auto":
-        return "bfloat16" if device.type == "cuda" else "float32"
-    return precision
-
-
-def _embed(
-    loaded: OmniCellModel,
-    matrix,
-    *,
-    columns: np.ndarray,
-    gene_tokens: np.ndarray,
-    neighbors: np.ndarray | None,
-    coordinates: np.ndarray | None,
-    batch_size: int,
-    device: torch.device,
-    precision: Precision,
-    projection: float | None,
-    where: str,
-) -> tuple[np.ndarray, int]:
+def _embed(plan: InferencePlan, projection: float | None) -> tuple[np.ndarray, int]:
     """(n_obs, 1 + k, m) embeddings of every window and the number of cells with no expressed gene."""
-    network = loaded.network
-    network.to(device).eval()
-    basis = loaded.spectral_basis(float(projection)).to(device) if projection is not None else None
-    autocast_name = _autocast_dtype_name(precision, device)
-    autocast = (
-        torch.autocast(device.type, dtype=getattr(torch, autocast_name))
-        if autocast_name != "float32"
-        else contextlib.nullcontext()
-    )
-    n_obs = matrix.shape[0]
-    width = basis.shape[1] if basis is not None else network.config.d_model
-    n_blocks = 1 if neighbors is None else 1 + neighbors.shape[1]
-    window = np.empty((n_obs, n_blocks, width), dtype=np.float32)
+    basis = plan.model.spectral_basis(float(projection)).to(plan.device) if projection is not None else None
+    width = basis.shape[1] if basis is not None else plan.model.config.d_model
+    window = np.empty((plan.n_obs, plan.n_blocks, width), dtype=np.float32)
     n_empty = 0
-    batches = iter_token_batches(
-        matrix,
-        columns,
-        gene_tokens,
-        rna_start=loaded.vocab.rna_start,
-        rna_end=loaded.vocab.rna_end,
-        batch_size=batch_size,
-        neighbors=neighbors,
-        coordinates=coordinates,
-        where=where,
-    )
-    progress = tqdm(total=n_obs, unit="cell", desc="embed_cells", disable=not settings.progress_bar)
-    with torch.inference_mode(), progress:
-        for focal, batch in batches:
-            tensors = batch.to_torch(device)
-            with autocast:
-                output = network(tensors["tokens"], tensors["values"], tensors["positions"])
-            pooled = pool_cells(output.hidden, tensors["cell_index"], tensors["expressed"], batch.n_blocks)
-            if basis is not None:
-                pooled = pooled @ basis
-            window[focal] = pooled.cpu().numpy()
-            focal_block = batch.cell_index == 0
-            n_empty += int((~(batch.expressed & focal_block).any(1)).sum())
-            progress.update(len(focal))
+    for focal, batch, tensors, output in plan.batches(description="embed_cells"):
+        pooled = pool_cells(output.hidden, tensors["cell_index"], tensors["expressed"], batch.n_blocks)
+        window[focal] = (pooled @ basis if basis is not None else pooled).cpu().numpy()
+        n_empty += int((~(batch.expressed & (batch.cell_index == 0)).any(1)).sum())
     return window, n_empty

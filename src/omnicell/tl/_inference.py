@@ -1,0 +1,170 @@
+"""The forward loop shared by every tool that runs the model over the cells of an AnnData."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Iterator
+from typing import Literal
+
+import numpy as np
+import torch
+from anndata import AnnData
+from tqdm.auto import tqdm
+
+from .. import _keys
+from .._provenance import get_record
+from .._settings import settings
+from .._validate import check_coordinates, get_matrix
+from ..data import TokenBatch, iter_token_batches
+from ..model import ForwardOutput
+from ..models import OmniCellModel, resolve_device, resolve_model
+
+__all__ = ["InferencePlan", "Precision", "plan_inference"]
+
+Precision = Literal["auto", "float32", "bfloat16", "float16"]
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass
+class InferencePlan:
+    """Everything needed to run the model over an AnnData that :func:`omnicell.pp.tokenize` prepared.
+
+    Built by :func:`plan_inference`, which validates the AnnData; iterate with :meth:`batches`.
+    """
+
+    model: OmniCellModel
+    matrix: object
+    columns: np.ndarray
+    gene_tokens: np.ndarray
+    neighbors: np.ndarray | None
+    coordinates: np.ndarray | None
+    batch_size: int
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    where: str
+
+    @property
+    def n_obs(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def spatial(self) -> bool:
+        return self.neighbors is not None
+
+    @property
+    def n_blocks(self) -> int:
+        """Cell blocks per sequence: 1, or 1 + k in spatial mode."""
+        return 1 if self.neighbors is None else 1 + self.neighbors.shape[1]
+
+    @property
+    def precision(self) -> str:
+        return "float32" if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch.")
+
+    def batches(
+        self, *, return_attention: bool = False, description: str = "omnicell"
+    ) -> Iterator[tuple[np.ndarray, TokenBatch, dict[str, torch.Tensor | None], ForwardOutput]]:
+        """Yield ``(focal cells, token batch, its tensors on the device, model output)`` in cell order.
+
+        Runs under ``torch.inference_mode``; the forward pass uses autocast when planned, so
+        callers pool in float32 outside it.
+        """
+        network = self.model.network
+        network.to(self.device).eval()
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        batches = iter_token_batches(
+            self.matrix,
+            self.columns,
+            self.gene_tokens,
+            rna_start=self.model.vocab.rna_start,
+            rna_end=self.model.vocab.rna_end,
+            batch_size=self.batch_size,
+            neighbors=self.neighbors,
+            coordinates=self.coordinates,
+            where=self.where,
+        )
+        progress = tqdm(total=self.n_obs, unit="cell", desc=description, disable=not settings.progress_bar)
+        with torch.inference_mode(), progress:
+            for focal, batch in batches:
+                tensors = batch.to_torch(self.device)
+                with autocast:
+                    output = network(
+                        tensors["tokens"],
+                        tensors["values"],
+                        tensors["positions"],
+                        tensors["padding_mask"],
+                        return_attention=return_attention,
+                    )
+                yield focal, batch, tensors, output
+                progress.update(len(focal))
+
+
+def plan_inference(
+    adata: AnnData,
+    model: OmniCellModel | str | os.PathLike | None,
+    *,
+    batch_size: int | None,
+    device: str | torch.device | None,
+    precision: Precision,
+) -> InferencePlan:
+    """Validate ``adata`` against its tokenisation and ``model``; run ``tokenize`` if it was not.
+
+    Raises before anything is written, except the tokenisation record that ``tokenize`` itself
+    writes when it had not been run.
+    """
+    batch_size = int(batch_size if batch_size is not None else settings.batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    loaded = resolve_model(model)
+    record = get_record(adata, "tokenize")
+    if record is None:
+        from ..pp import tokenize
+
+        tokenize(adata, loaded)
+        record = get_record(adata, "tokenize")
+    if record["vocab_sha256"] != loaded.vocab.sha256():
+        raise ValueError(
+            f"adata was tokenised with model {record['model']!r}, whose vocabulary differs from that of "
+            f"{loaded.name!r}. Run oc.pp.tokenize(adata, model) with the model you use here."
+        )
+    columns = adata.var_names.get_indexer(np.asarray(record["genes"], dtype=str))
+    if (columns < 0).any():
+        raise ValueError(
+            "Some genes chosen by tokenize are no longer in adata.var_names (subset or renamed since?). "
+            "Run oc.pp.tokenize again."
+        )
+    neighbors = coordinates = None
+    if bool(record["spatial"]):
+        if _keys.OBSM_NEIGHBORS not in adata.obsm:
+            raise KeyError(f"Spatial tokenisation left no obsm[{_keys.OBSM_NEIGHBORS!r}]; run oc.pp.tokenize again.")
+        neighbors = np.asarray(adata.obsm[_keys.OBSM_NEIGHBORS], dtype=np.int64)
+        if neighbors.shape[0] != adata.n_obs or neighbors.min() < 0 or neighbors.max() >= adata.n_obs:
+            raise ValueError(
+                f"obsm[{_keys.OBSM_NEIGHBORS!r}] does not fit the cells (subset since?); run oc.pp.tokenize again."
+            )
+        coordinates = check_coordinates(adata, str(record["spatial_key"]))
+    layer = record.get("layer")
+    torch_device = resolve_device(device)
+    if precision == "auto":
+        autocast_dtype = torch.bfloat16 if torch_device.type == "cuda" else None
+    else:
+        autocast_dtype = None if precision == "float32" else getattr(torch, precision)
+    return InferencePlan(
+        model=loaded,
+        matrix=get_matrix(adata, layer),
+        columns=columns,
+        gene_tokens=np.asarray(record["token_ids"], dtype=np.int64),
+        neighbors=neighbors,
+        coordinates=coordinates,
+        batch_size=batch_size,
+        device=torch_device,
+        autocast_dtype=autocast_dtype,
+        where=f"adata.layers[{layer!r}]" if layer else "adata.X",
+    )
