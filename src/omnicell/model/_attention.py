@@ -51,17 +51,17 @@ class RotaryEmbedding2D(nn.Module):
     so even pairs follow x and odd pairs follow y. Angles are computed in float32.
     """
 
-    inv_freq: torch.Tensor
-
     def __init__(self, dim: int, base: float) -> None:
         super().__init__()
-        inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
-        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
+        # A plain attribute, not a buffer: ``module.to(torch.bfloat16)`` must not round the
+        # frequencies, since raw coordinates make the angles large.
+        self.inv_freq = (base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)).float()
 
     def angles(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cosines and sines (B, 1, T, dim/2) for token positions (B, T, 2)."""
-        axis = torch.arange(self.inv_freq.shape[0], device=positions.device) % 2
-        theta = positions.float()[..., axis] * self.inv_freq
+        """Cosines and sines (B, 1, T, dim/2) for token positions (B, T, 2), in float32."""
+        inv_freq = self.inv_freq.to(positions.device)
+        axis = torch.arange(inv_freq.shape[0], device=positions.device) % 2
+        theta = positions.float()[..., axis] * inv_freq
         return theta.cos().unsqueeze(1), theta.sin().unsqueeze(1)
 
     @staticmethod
