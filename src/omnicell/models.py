@@ -125,18 +125,22 @@ class OmniCellModel:
 
     @property
     def config(self) -> OmniCellConfig:
+        """The network's configuration."""
         return self.network.config
 
     @property
     def device(self) -> torch.device:
+        """Device holding the weights."""
         return next(self.network.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
+        """Dtype of the weights."""
         return next(self.network.parameters()).dtype
 
     @property
     def n_parameters(self) -> int:
+        """Number of trainable parameters."""
         return sum(p.numel() for p in self.network.parameters())
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> OmniCellModel:

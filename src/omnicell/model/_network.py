@@ -70,7 +70,7 @@ class Block(nn.Module):
 
 
 class BilinearHead(nn.Module):
-    """Symmetric bilinear output head ``s = h_g . W_sym . c`` with ``W_sym = (W + W^T) / 2``.
+    """Symmetric bilinear output head: score ``h_g @ W_sym @ c`` with ``W_sym = (W + W^T) / 2``.
 
     ``c`` is the mean of the gene-token states of the token's own cell block (markers excluded).
     """
