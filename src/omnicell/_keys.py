@@ -5,6 +5,9 @@ from __future__ import annotations
 UNS = "omnicell"
 """``uns[UNS]`` is a dict with one provenance record per function (``uns['omnicell']['tokenize']``)."""
 
+VAR_GENE_ID = "omnicell_gene_id"
+"""``var`` column: the vocabulary gene id matched to each gene (empty string where none)."""
+
 VAR_TOKEN = "omnicell_token"
 """``var`` column: vocabulary token id of each gene, -1 outside the vocabulary."""
 
@@ -22,3 +25,21 @@ WINDOW_SUFFIX = "_window"
 
 SPATIAL = "spatial"
 """squidpy's ``obsm`` key of spatial coordinates."""
+
+GENE_EMBEDDING = "omnicell"
+"""Default ``varm`` key of the dataset-level gene embeddings (``oc.tl.embed_genes``)."""
+
+CELL_GENE_EMBEDDING = "omnicell_cell"
+"""Default ``varm`` key of per-group cell-level gene embeddings (``embed_genes(level='cell')``)."""
+
+GENE_MODULE = "omnicell_module"
+"""``var`` column of gene modules; per-cell module scores go to ``obs[GENE_MODULE + '_' + module]``."""
+
+RANK_GENES = "rank_genes_omnicell"
+"""Default ``uns`` key of marker genes, in scanpy's ``rank_genes_groups`` schema."""
+
+EXPERTS = "omnicell_experts"
+"""``obsm`` (per cell) and ``varm`` (per gene) key of MoE routing probabilities (``oc.tl.expert_usage``)."""
+
+IMPORTANCE = "omnicell_importance"
+"""``layers`` (per cell, sparse) and ``varm`` (per group) key of attention-derived gene importance."""

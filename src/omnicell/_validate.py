@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
+
+if TYPE_CHECKING:
+    from mudata import MuData
 
 from .data import check_values, read_block
 
@@ -18,6 +22,9 @@ __all__ = [
     "check_unique_var_names",
     "get_matrix",
     "describe_var_names",
+    "expression_source",
+    "resolve_modality",
+    "update_mudata",
 ]
 
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
@@ -43,23 +50,56 @@ def get_matrix(adata: AnnData, layer: str | None):
     return adata.layers[layer]
 
 
-def check_unique_var_names(adata: AnnData) -> None:
+def resolve_modality(data: object, mod: str, function: str) -> tuple[MuData | None, AnnData]:
+    """``(MuData or None, the AnnData to work on)`` for an AnnData or a MuData's modality ``mod``."""
+    container = None
+    if type(data).__name__ == "MuData":
+        if mod not in data.mod:
+            raise KeyError(f"{function}: the MuData has no modality {mod!r}; modalities: {list(data.mod)}. Pass mod=.")
+        container, data = data, data.mod[mod]
+    return container, check_adata(data, function)
+
+
+def update_mudata(container: MuData | None) -> None:
+    """``mdata.update()`` after a modality changed, without mudata's notice about its future default."""
+    if container is None:
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module="mudata")
+        container.update()
+
+
+def expression_source(adata: AnnData, *, layer: str | None, use_raw: bool) -> tuple[object, pd.DataFrame, str]:
+    """The matrix to read, its var table and how to name it in messages."""
+    if use_raw:
+        if adata.raw is None:
+            raise ValueError("use_raw=True but adata.raw is empty; use layer= or .X instead.")
+        if layer is not None:
+            raise ValueError("Pass either use_raw=True or layer=, not both.")
+        return adata.raw.X, adata.raw.var, "adata.raw.X"
+    where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
+    return get_matrix(adata, layer), adata.var, where
+
+
+def check_unique_var_names(names: pd.Index, label: str = "adata.var_names") -> None:
     """Duplicate gene names make token assignment ambiguous: refuse them."""
-    duplicated = adata.var_names[adata.var_names.duplicated()]
+    duplicated = names[names.duplicated()]
     if len(duplicated):
         examples = ", ".join(map(str, pd.unique(duplicated)[:5]))
         raise ValueError(
-            f"adata.var_names has {len(duplicated)} duplicate names (e.g. {examples}). Make them unique "
+            f"{label} has {len(duplicated)} duplicate names (e.g. {examples}). Make them unique "
             "(adata.var_names_make_unique()) or sum the duplicated genes, then try again."
         )
 
 
-def describe_var_names(adata: AnnData) -> str:
+def describe_var_names(var: pd.DataFrame) -> str:
     """A hint about what the var names look like and where Ensembl ids may be."""
-    examples = ", ".join(map(str, adata.var_names[:5]))
+    examples = ", ".join(map(str, var.index[:5]))
     hint = f"var names look like: {examples}."
-    for column in adata.var.columns:
-        values = adata.var[column]
+    for column in var.columns:
+        values = var[column]
         if values.dtype == object or isinstance(values.dtype, pd.CategoricalDtype):
             sample = values.astype(str).head(50)
             if sample.str.match(_ENSEMBL).mean() > 0.8:

@@ -33,11 +33,19 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("-o", "--output", type=Path, required=True, help="output .h5ad (written atomically)")
     embed.add_argument("--model", default=None, help="registry name or checkpoint folder (default: oc.settings.default_model)")
     embed.add_argument("--genes", type=Path, default=None, help="file with one gene id per line: the ordered gene list")
-    embed.add_argument("--n-genes", type=int, default=2000, help="highly variable genes to use when --genes is not given")
+    embed.add_argument("--n-genes", type=int, default=2000, help="genes per cell (highly variable genes when --genes is not given)")
+    embed.add_argument("--strategy", choices=["hvg", "expressed"], default="hvg",
+                       help="hvg: one gene list for all cells (released code); expressed: per cell, expressed genes first (paper)")
     embed.add_argument("--layer", default=None, help="layer with expression values (default: X)")
+    embed.add_argument("--use-raw", action="store_true", help="read adata.raw instead of X")
+    embed.add_argument("--gene-key", default=None, help="var column with gene ids or symbols (default: var names)")
+    embed.add_argument("--species", choices=["auto", "human", "mouse"], default="auto", help="species of the gene names")
     embed.add_argument("--spatial", action="store_true", help="spatial mode: each cell read with its neighbours")
     embed.add_argument("--n-neighbors", type=int, default=9, help="neighbours per cell in spatial mode")
     embed.add_argument("--spatial-key", default="spatial", help="obsm key of the coordinates")
+    embed.add_argument("--neighbors-key", default=None, help="obsp/uns key of a squidpy spatial graph to take neighbours from")
+    embed.add_argument("--library-key", default=None, help="obs column naming tissue sections (no neighbours across)")
+    embed.add_argument("--coord-scale", type=float, default=1.0, help="factor applied to coordinates for the model")
     embed.add_argument("--batch-size", type=int, default=None, help="cells per forward pass")
     embed.add_argument("--device", default=None, help="auto, cpu, cuda or mps")
     embed.add_argument("--projection", default="0.9", help="spectral energy share to keep, or 'none'")
@@ -98,10 +106,17 @@ def _embed(args: argparse.Namespace) -> None:
         args.model,
         genes=genes,
         n_genes=args.n_genes,
+        strategy=args.strategy,
         layer=args.layer,
+        use_raw=args.use_raw,
+        gene_key=args.gene_key,
+        species=args.species,
         spatial=args.spatial,
         n_neighbors=args.n_neighbors,
         spatial_key=args.spatial_key,
+        neighbors_key=args.neighbors_key,
+        library_key=args.library_key,
+        coord_scale=args.coord_scale,
     )
     tl.embed_cells(
         adata,

@@ -42,3 +42,13 @@ def test_invariant_to_per_cell_monotone_transforms():
 @pytest.mark.parametrize("dtype", [np.float32, np.int64])
 def test_dtypes(dtype):
     assert soft_rank(np.array([[0, 1, 2]], dtype=dtype)).dtype == np.float32
+
+
+def test_sparse_input_equals_dense():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(2)
+    counts = rng.poisson(0.4, size=(40, 60)).astype(float)
+    matrix = sp.csr_matrix(counts)
+    matrix.data[::7] = 0  # explicit zeros are still zeros
+    np.testing.assert_array_equal(soft_rank(matrix), soft_rank(matrix.toarray()))

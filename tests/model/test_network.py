@@ -160,3 +160,17 @@ def test_config_validation_and_round_trip(tmp_path):
         OmniCellConfig(d_model=32, heads=4, dim=4)
     with pytest.raises(ValueError, match="topk"):
         OmniCellConfig(num_routing=3, topk=4)
+
+
+def test_bfloat16_cast_keeps_rotary_frequencies_exact(tiny_dir, expected):
+    import copy
+
+    net = OmniCell(OmniCellConfig.from_json(tiny_dir / "LMConfig.json")).eval()
+    load_state_dict(net, read_official(tiny_dir / "backbone.pth"))
+    reference = net.rotary.inv_freq.clone()
+    low = copy.deepcopy(net).to(torch.bfloat16)
+    assert low.rotary.inv_freq.dtype == torch.float32 and torch.equal(low.rotary.inv_freq, reference)
+    with torch.no_grad():
+        hidden = low(torch.tensor(expected["sp_tokens"]), torch.tensor(expected["sp_values"]), torch.tensor(expected["sp_positions"])).hidden
+    # bf16 arithmetic, but the geometry is right: close to the float32 reference
+    assert (hidden.float() - torch.tensor(expected["sp_hidden"])).abs().mean() < 0.05

@@ -35,7 +35,7 @@ def test_gene_list_keeps_vocabulary_genes_in_order(tiny_adata, tiny_model, expec
     record = tiny_adata.uns["omnicell"]["tokenize"]
     assert list(record["genes"]) == list(expected["selected_genes"])
     np.testing.assert_array_equal(record["token_ids"], expected["gene_ids"])
-    assert record["strategy"] == "genes"
+    assert record["strategy"] == "hvg" and record["gene_list_given"]
     assert record["model"] == "official_tiny" and record["model_sha256"] == tiny_model.sha256
     token = tiny_adata.var["omnicell_token"]
     assert (token < 0).sum() == 3  # the fixture has 3 var names outside the vocabulary
@@ -92,7 +92,7 @@ def test_copy_returns_new_object(tiny_adata, tiny_model):
         (lambda a: a.X.__setitem__((3, 2), -1.0), ValueError, "negative values"),
         (lambda a: a.X.__setitem__((3, 2), np.nan), ValueError, "NaN or infinite"),
         (lambda a: a.X.__setitem__((3, 2), np.inf), ValueError, "NaN or infinite"),
-        (lambda a: setattr(a, "var_names", [f"GENE{i}" for i in range(a.n_vars)]), ValueError, r"None of the 19 var names.*GENE0, GENE1"),
+        (lambda a: setattr(a, "var_names", [f"GENE{i}" for i in range(a.n_vars)]), ValueError, r"None of the 19 genes matched.*GENE0, GENE1"),
         (lambda a: setattr(a, "var_names", [a.var_names[1], *a.var_names[1:]]), ValueError, "duplicate"),
     ],
 )
@@ -135,9 +135,11 @@ def test_spatial_without_usable_coordinates(tiny_adata, tiny_model, prepare, mes
     _assert_unchanged(tiny_adata, snapshot)
 
 
-def test_too_few_cells_for_the_neighbourhood(tiny_adata, tiny_model):
-    with pytest.raises(ValueError, match="Lower n_neighbors"):
+def test_more_neighbours_than_cells_pads(tiny_adata, tiny_model):
+    with pytest.warns(UserWarning, match="24 cells have fewer than 24 neighbours"):
         oc.pp.tokenize(tiny_adata, tiny_model, spatial=True, n_neighbors=24)
+    neighbors = tiny_adata.obsm["omnicell_neighbors"]
+    assert (neighbors[:, :23] >= 0).all() and (neighbors[:, 23] == -1).all()
 
 
 def test_missing_layer_and_wrong_type(tiny_adata, tiny_model):

@@ -4,7 +4,9 @@ Nothing here imports :mod:`omnicell.tl`; the model core is used only for its ten
 """
 
 from ._batches import TokenBatch, batch_for_cells, build_batch, check_values, iter_token_batches, read_block
-from ._neighbors import spatial_knn
+from ._hvg import seurat_v3_scores, top_variable
+from ._neighbors import graph_neighbors, spatial_knn
+from ._selection import expressed_first
 from ._softrank import soft_rank
 from ._vocab import SPECIAL_TOKENS, Vocabulary
 
@@ -15,8 +17,12 @@ __all__ = [
     "Vocabulary",
     "build_batch",
     "check_values",
+    "expressed_first",
+    "graph_neighbors",
     "iter_token_batches",
     "read_block",
+    "seurat_v3_scores",
     "soft_rank",
     "spatial_knn",
+    "top_variable",
 ]

@@ -9,9 +9,18 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ._selection import expressed_first
 from ._softrank import soft_rank
 
-__all__ = ["TokenBatch", "batch_for_cells", "build_batch", "check_values", "iter_token_batches", "read_block"]
+__all__ = [
+    "TokenBatch",
+    "batch_for_cells",
+    "build_batch",
+    "check_values",
+    "iter_token_batches",
+    "read_block",
+    "read_csr",
+]
 
 
 def read_block(matrix, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -29,8 +38,21 @@ def read_block(matrix, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return np.asarray(block, dtype=np.float64)[inverse]
 
 
+def read_csr(matrix, rows: np.ndarray, columns: np.ndarray) -> sp.csr_matrix:
+    """``matrix[rows][:, columns]`` as a float64 CSR matrix, reading only the requested rows."""
+    unique_rows, inverse = np.unique(rows, return_inverse=True)
+    block = matrix[unique_rows]
+    block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
+    block = block[:, columns].astype(np.float64)
+    if len(unique_rows) == len(rows) and (unique_rows == rows).all():
+        return block
+    return block[inverse]
+
+
 def check_values(block: np.ndarray, *, where: str) -> None:
     """Raise a ValueError if ``block`` holds negative or non-finite values."""
+    if sp.issparse(block):
+        block = block.data
     if not np.isfinite(block).all():
         raise ValueError(
             f"{where} contains NaN or infinite values; OmniCell needs finite non-negative expression. "
@@ -109,34 +131,51 @@ def build_batch(
     Parameters
     ----------
     soft_ranks
-        (n, G) soft ranks of the cells taking part.
+        (n, L) soft ranks of the cells taking part.
     gene_tokens
-        (G,) token id of each selected gene.
+        (L,) token ids shared by every cell, or (n, L) per cell with -1 where a cell has fewer genes.
     windows
-        (B, 1 + k) rows of ``soft_ranks`` forming each sequence, focal cell first.
+        (B, W) rows of ``soft_ranks`` forming each sequence, focal cell first; -1 marks a missing
+        neighbour (its block is padding).
     coordinates
         (n, 2) raw coordinates of the cells, or None in single-cell mode (positions (0, 0)).
+
+    Notes
+    -----
+    Each block is ``<RNA_START>``, the gene slots and ``<RNA_END>``, so every block of a batch has
+    the same length; slots without a gene are padding (masked out of attention and pooling), and
+    a block's content never depends on the other cells of the batch.
     """
     n_cells, n_genes = soft_ranks.shape
     block_length = n_genes + 2
-    block_tokens = np.empty((n_cells, block_length), dtype=np.int64)
-    block_tokens[:, 0], block_tokens[:, -1], block_tokens[:, 1:-1] = rna_start, rna_end, gene_tokens
-    block_values = np.zeros((n_cells, block_length), dtype=np.float32)
-    block_values[:, 1:-1] = soft_ranks
+    # One extra all-padding block (row n_cells) stands in for missing neighbours.
+    real = np.zeros((n_cells + 1, block_length), dtype=bool)
+    real[:n_cells] = True
+    real[:n_cells, 1:-1] = np.broadcast_to(gene_tokens, (n_cells, n_genes)) >= 0
+    gene_slot = real.copy()
+    gene_slot[:, [0, -1]] = False
+    tokens = np.zeros((n_cells + 1, block_length), dtype=np.int64)
+    tokens[:, 0], tokens[:, -1] = rna_start, rna_end
+    tokens[:n_cells, 1:-1] = np.maximum(gene_tokens, 0)
+    values = np.zeros((n_cells + 1, block_length), dtype=np.float32)
+    values[:n_cells, 1:-1] = np.where(gene_slot[:n_cells, 1:-1], soft_ranks, 0.0)
+
+    windows = np.where(windows >= 0, windows, n_cells)
     batch, n_blocks = windows.shape
-    block_index = np.full(block_length, -1, dtype=np.int64)
-    block_index[1:-1] = 0
-    cell_index = np.where(block_index >= 0, np.arange(n_blocks)[:, None], -1).reshape(1, -1)
+    cell_index = np.where(gene_slot[windows], np.arange(n_blocks)[None, :, None], -1).reshape(batch, -1)
+    padding_mask = real[windows].reshape(batch, -1)
     positions = None
     if coordinates is not None:
-        per_cell = np.asarray(coordinates, dtype=np.float32)[windows]
-        positions = np.repeat(per_cell, block_length, axis=1)
+        per_cell = np.zeros((n_cells + 1, 2), dtype=np.float32)
+        per_cell[:n_cells] = coordinates
+        positions = np.repeat(per_cell[windows], block_length, axis=1)
     return TokenBatch(
-        tokens=block_tokens[windows].reshape(batch, -1),
-        values=block_values[windows].reshape(batch, -1),
+        tokens=tokens[windows].reshape(batch, -1),
+        values=values[windows].reshape(batch, -1),
         positions=positions,
-        cell_index=np.repeat(cell_index, batch, axis=0),
+        cell_index=cell_index,
         n_blocks=n_blocks,
+        padding_mask=None if padding_mask.all() else padding_mask,
     )
 
 
@@ -150,20 +189,55 @@ def batch_for_cells(
     rna_end: int,
     neighbors: np.ndarray | None = None,
     coordinates: np.ndarray | None = None,
+    zero_fill: np.ndarray | None = None,
+    n_genes: int | None = None,
     where: str = "The expression matrix",
 ) -> TokenBatch:
     """The sequences of the ``focal`` cells (with their neighbours in spatial mode).
 
     Only the rows needed (the cells and their neighbours) are read, validated and soft-ranked.
+
+    Parameters
+    ----------
+    matrix
+        Cells x genes (dense, sparse or backed).
+    focal
+        Row indices of the cells whose sequences are built.
+    columns, gene_tokens
+        Matrix columns of the genes a cell may be read with, and their token ids.
+    neighbors
+        (n_obs, k) neighbour rows, -1 where a cell has fewer neighbours; None in single-cell mode.
+    coordinates
+        (n_obs, 2) positions of all cells (spatial mode).
+    zero_fill, n_genes
+        None: every cell reads all ``columns`` (the released code's rule). Otherwise the paper's
+        rule: a cell's expressed genes first, then unexpressed genes of ``zero_fill`` (indices
+        into ``columns``, in order), up to ``n_genes``; see :func:`expressed_first`.
+    where
+        How to name the matrix in error messages.
     """
+    if zero_fill is not None:
+        # Candidates in priority order: the fill genes first, then the others in their order.
+        rest = np.setdiff1d(np.arange(len(columns)), zero_fill, assume_unique=True)
+        priority_order = np.concatenate([zero_fill, rest])
+        columns, gene_tokens = columns[priority_order], gene_tokens[priority_order]
     members = focal[:, None] if neighbors is None else np.concatenate([focal[:, None], neighbors[focal]], 1)
-    cells, windows = np.unique(members, return_inverse=True)
-    block = read_block(matrix, cells, columns)
+    present = members >= 0
+    cells, inverse = np.unique(members[present], return_inverse=True)
+    windows = np.full(members.shape, -1, dtype=np.int64)
+    windows[present] = inverse
+    block = read_csr(matrix, cells, columns)
     check_values(block, where=where)
+    if zero_fill is None:
+        # every cell reads every column (the released code's rule)
+        ranks, cell_tokens = soft_rank(block), gene_tokens
+    else:
+        chosen, ranks = expressed_first(block, len(zero_fill), int(n_genes or len(columns)))
+        cell_tokens = np.where(chosen >= 0, gene_tokens[chosen], -1)
     return build_batch(
-        soft_rank(block),
-        gene_tokens,
-        windows.reshape(members.shape),
+        ranks,
+        cell_tokens,
+        windows,
         rna_start=rna_start,
         rna_end=rna_end,
         coordinates=None if coordinates is None else coordinates[cells],

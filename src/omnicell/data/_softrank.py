@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 __all__ = ["soft_rank"]
 
@@ -17,7 +18,7 @@ def soft_rank(values: np.ndarray, *, high: float = 5.0) -> np.ndarray:
     Parameters
     ----------
     values
-        Non-negative expression values, shape (n_cells, n_genes).
+        Non-negative expression values, shape (n_cells, n_genes), dense or sparse.
     high
         Upper end of the range (5 in the released model).
 
@@ -25,15 +26,28 @@ def soft_rank(values: np.ndarray, *, high: float = 5.0) -> np.ndarray:
     -------
     float32 array of the same shape.
     """
-    values = np.asarray(values, dtype=np.float64)
-    n_cells, n_genes = values.shape
-    with_zero = np.concatenate([np.zeros((n_cells, 1)), values], axis=1)
-    order = np.argsort(with_zero, axis=1, kind="stable")
-    ordered = np.take_along_axis(with_zero, order, axis=1)
-    starts_level = np.ones_like(ordered, dtype=bool)
-    starts_level[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    sorted_levels = np.cumsum(starts_level, axis=1) - 1
-    levels = np.empty_like(sorted_levels)
-    np.put_along_axis(levels, order, sorted_levels, axis=1)
-    top_level = np.maximum(sorted_levels[:, -1:], 1)
-    return (high * levels[:, 1:] / top_level).astype(np.float32)
+    result = np.zeros(values.shape, dtype=np.float32)
+    # Only non-zero entries need ranking (0 is always level 0), and expression is mostly zeros:
+    # sort the non-zero entries of all cells at once by (cell, value).
+    if sp.issparse(values):
+        values = sp.csr_matrix(values)
+        rows = np.repeat(np.arange(values.shape[0]), np.diff(values.indptr))
+        cols, entries = values.indices, values.data.astype(np.float64)
+        stored = entries != 0
+        rows, cols, entries = rows[stored], cols[stored], entries[stored]
+    else:
+        values = np.asarray(values, dtype=np.float64)
+        rows, cols = np.nonzero(values)
+        entries = values[rows, cols]
+    if len(rows) == 0:
+        return result
+    order = np.lexsort((entries, rows))
+    rows, cols, entries = rows[order], cols[order], entries[order]
+    new_level = np.ones(len(entries), dtype=bool)
+    new_level[1:] = (rows[1:] != rows[:-1]) | (entries[1:] != entries[:-1])
+    level_count = np.cumsum(new_level)
+    counts = np.bincount(rows, minlength=values.shape[0])
+    ends = np.cumsum(counts)
+    level = level_count - level_count[(ends - counts)[rows]] + 1  # 1 for the smallest non-zero value
+    result[rows, cols] = (high * level / level[ends[rows] - 1]).astype(np.float32)
+    return result

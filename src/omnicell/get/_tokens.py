@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 from anndata import AnnData
 
-from .. import _keys
 from .._provenance import get_record
-from .._validate import check_coordinates, get_matrix
-from ..data import TokenBatch, batch_for_cells
-from ..models import OmniCellModel, resolve_model
+from ..data import TokenBatch
+from ..models import OmniCellModel
+from ..tl._inference import plan_inference
 
 __all__ = ["token_batch"]
 
@@ -34,19 +33,8 @@ def token_batch(
     -------
     A :class:`omnicell.data.TokenBatch` with one sequence per requested cell.
     """
-    record = get_record(adata, "tokenize")
-    if record is None:
+    if get_record(adata, "tokenize") is None:
         raise KeyError("adata has not been tokenised; run oc.pp.tokenize(adata) first.")
-    loaded = resolve_model(model)
+    plan = plan_inference(adata, model, batch_size=None, device="cpu", precision="float32")
     focal = np.atleast_1d(np.arange(adata.n_obs)[cells if cells is not None else slice(None)])
-    spatial = bool(record["spatial"])
-    return batch_for_cells(
-        get_matrix(adata, record.get("layer")),
-        focal,
-        adata.var_names.get_indexer(np.asarray(record["genes"], dtype=str)),
-        np.asarray(record["token_ids"], dtype=np.int64),
-        rna_start=loaded.vocab.rna_start,
-        rna_end=loaded.vocab.rna_end,
-        neighbors=np.asarray(adata.obsm[_keys.OBSM_NEIGHBORS]) if spatial else None,
-        coordinates=check_coordinates(adata, str(record["spatial_key"])) if spatial else None,
-    )
+    return plan.token_batch(focal)

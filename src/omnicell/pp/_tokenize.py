@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -12,16 +13,22 @@ from anndata import AnnData
 
 from .. import _keys
 from .._provenance import write_record
+from .._settings import settings
 from .._validate import (
-    check_adata,
     check_coordinates,
     check_matrix_values,
     check_unique_var_names,
     describe_var_names,
-    get_matrix,
+    expression_source,
+    resolve_modality,
+    update_mudata,
 )
-from ..data import spatial_knn
+from ..data import graph_neighbors, seurat_v3_scores, spatial_knn, top_variable
 from ..models import OmniCellModel, resolve_model
+from ._map_genes import vocabulary_token_ids
+
+if TYPE_CHECKING:
+    from mudata import MuData
 
 __all__ = ["tokenize"]
 
@@ -29,155 +36,275 @@ logger = logging.getLogger("omnicell")
 
 
 def tokenize(
-    adata: AnnData,
+    adata: AnnData | MuData,
     model: OmniCellModel | str | os.PathLike | None = None,
     *,
     genes: list[str] | np.ndarray | pd.Index | None = None,
     n_genes: int = 2000,
+    strategy: Literal["hvg", "expressed"] = "hvg",
     layer: str | None = None,
+    use_raw: bool = False,
+    gene_key: str | None = None,
+    species: Literal["auto", "human", "mouse"] = "auto",
     spatial: bool = False,
     n_neighbors: int = 9,
     spatial_key: str = _keys.SPATIAL,
+    neighbors_key: str | None = None,
+    library_key: str | None = None,
+    coord_scale: float = 1.0,
+    mod: str = "rna",
     copy: bool = False,
-) -> AnnData | None:
+) -> AnnData | MuData | None:
     """Choose the genes each cell is read with and, in spatial mode, each cell's neighbours.
 
-    This follows the released OmniCell code: every cell is read with the same ordered gene list,
-    unexpressed genes included. Token arrays themselves are built per batch by
-    :func:`omnicell.tl.embed_cells`.
+    Gene names are matched to the model's vocabulary first (:func:`omnicell.pp.map_genes`:
+    Ensembl ids with or without version, human symbols, mouse genes through one-to-one
+    orthologs). Token arrays themselves are built per batch by :func:`omnicell.tl.embed_cells`.
 
     Parameters
     ----------
     adata
-        Cells x genes with human Ensembl gene ids as var names and non-negative expression
-        (counts, or any per-cell monotone normalisation: the model sees soft ranks).
+        Cells x genes with non-negative expression (counts, or any per-cell monotone
+        normalisation: the model sees soft ranks). Backed AnnData works and is read in chunks.
+        A MuData is read through its modality ``mod``.
     model
         Model whose vocabulary is used: an :class:`~omnicell.models.OmniCellModel`, a registry name
         or a folder; None uses ``oc.settings.default_model``.
     genes
-        Ordered gene list to use. Genes in the vocabulary and in ``var_names`` are kept in this
-        order (others are dropped with a warning). None selects the ``n_genes`` most highly
-        variable vocabulary genes (scanpy's ``seurat_v3`` flavour on ``layer``), in var order.
+        Ordered gene list (var names). With ``strategy="hvg"`` every cell is read with these
+        genes, in this order; with ``strategy="expressed"`` they are the candidates and their order
+        decides which unexpressed genes fill a cell. Genes not in ``var_names`` or not in the
+        vocabulary are dropped with a warning. None: chosen by highly variable genes.
     n_genes
-        Number of highly variable genes when ``genes`` is None.
+        Genes per cell. With ``genes=None`` the ``n_genes`` most highly variable vocabulary genes
+        (scanpy's ``seurat_v3`` score, computed in chunks) are used.
+    strategy
+        ``"hvg"`` (released code): every cell is read with the same gene list, zeros included.
+        ``"expressed"`` (paper): each cell's expressed genes first, by descending value, then its
+        unexpressed genes among the most highly variable ones, up to ``n_genes`` per cell.
     layer
-        Layer with the expression values; None uses ``.X``. ``seurat_v3`` expects counts here.
+        Layer with the expression values; None uses ``.X`` (or ``.raw.X``). ``seurat_v3`` expects counts.
+    use_raw
+        Read ``adata.raw`` (its matrix and var names) instead of ``.X``.
+    gene_key
+        ``var`` column with the gene identifiers to match; None uses ``var_names``.
+    species
+        Species of the gene identifiers for the mapping; ``"auto"`` detects it.
     spatial
-        Also record each cell's ``n_neighbors`` nearest other cells from ``obsm[spatial_key]``.
+        Also record each cell's ``n_neighbors`` nearest other cells.
     n_neighbors
-        Neighbours per cell in spatial mode (the released model used 9).
+        Neighbours per cell in spatial mode (the released model used 9). Cells with fewer
+        available neighbours (a small section, a sparse graph) get -1 entries; those window
+        blocks are padding and left out of the niche mean.
     spatial_key
-        ``obsm`` key of the raw (x, y) coordinates.
+        ``obsm`` key of the (x, y) coordinates, in the raw units the model was trained with.
+    neighbors_key
+        Take neighbours from a squidpy spatial graph instead of a k-nearest search: an ``obsp``
+        key (``'spatial_connectivities'``) or the ``uns`` key squidpy writes (``'spatial_neighbors'``),
+        e.g. after ``sq.gr.spatial_neighbors_knn``, ``_radius`` or ``_delaunay``. Graph neighbours
+        are ordered by distance, nearest first.
+    library_key
+        ``obs`` column naming the section of each cell; neighbourhoods never cross sections.
+    coord_scale
+        Factor applied to the coordinates before they reach the rotary encoding (for data in
+        other units than the model's training data). Neighbour search is unaffected.
+    mod
+        Modality of a MuData to use.
     copy
         Return a modified copy instead of writing into ``adata``.
 
     Returns
     -------
-    None, or a copy of ``adata`` when ``copy=True``. Writes
+    None, or a copy of ``adata`` when ``copy=True``. Writes (into the modality for MuData)
 
+    ``adata.var['omnicell_gene_id']``
+        Vocabulary gene id matched to each gene (empty where none).
     ``adata.var['omnicell_token']``
         Token id of each gene, -1 outside the vocabulary.
     ``adata.var['omnicell_selected']``
-        Whether the gene is in the gene list.
+        Whether the gene can appear in a cell's sequence.
     ``adata.uns['omnicell']['tokenize']``
-        The ordered gene list (``genes``), their ``token_ids``, the parameters and the model identity.
+        Strategy, the candidate ``genes`` and their ``token_ids`` (and ``zero_fill`` order for
+        ``"expressed"``), parameters, mapping counts and the model identity.
+    ``adata.uns['omnicell']['map_genes']``
+        Mapping counts and source (see :func:`omnicell.pp.map_genes`).
     ``adata.obsm['omnicell_neighbors']``
-        (spatial) (n_obs, n_neighbors) indices of the nearest other cells, nearest first.
+        (spatial) (n_obs, n_neighbors) indices of the nearest other cells, nearest first, -1 if missing.
     """
-    check_adata(adata, "tokenize")
-    check_unique_var_names(adata)
+    container, adata = resolve_modality(adata, mod, "tokenize")
+    if strategy not in ("hvg", "expressed"):
+        raise ValueError(f"strategy must be 'hvg' (released code) or 'expressed' (paper), got {strategy!r}.")
+    if int(n_genes) < 1:
+        raise ValueError(f"n_genes must be a positive integer, got {n_genes!r}.")
     if not isinstance(spatial, bool):
         raise TypeError("spatial must be True or False.")
-    if genes is None and int(n_genes) < 1:
-        raise ValueError(f"n_genes must be a positive integer, got {n_genes!r}.")
-    matrix = get_matrix(adata, layer)
-    coordinates = check_coordinates(adata, spatial_key) if spatial else None
+    if not np.isfinite(coord_scale) or coord_scale <= 0:
+        raise ValueError(f"coord_scale must be a positive number, got {coord_scale!r}.")
+    matrix, var, where = expression_source(adata, layer=layer, use_raw=use_raw)
+    check_unique_var_names(var.index, "adata.raw.var_names" if use_raw else "adata.var_names")
+    neighbors = _spatial_neighbors(adata, spatial_key, n_neighbors, neighbors_key, library_key) if spatial else None
     loaded = resolve_model(model)
-
-    token_ids = loaded.vocab.token_ids(adata.var_names.astype(str))
+    mapping = vocabulary_token_ids(var, loaded.vocab, gene_key=gene_key, species=species)
+    token_ids = mapping.token_ids
     in_vocab = np.flatnonzero(token_ids >= 0)
     if len(in_vocab) == 0:
         raise ValueError(
-            f"None of the {adata.n_vars} var names is in the vocabulary of model {loaded.name!r} "
-            f"(human Ensembl gene ids such as ENSG00000139618). {describe_var_names(adata)}"
+            f"None of the {len(var)} genes matched the vocabulary of model {loaded.name!r} "
+            f"(human Ensembl gene ids such as ENSG00000139618; symbols and mouse genes are mapped). "
+            f"{describe_var_names(var)}"
         )
-    where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
-    if genes is not None:
-        columns = _columns_of_gene_list(adata, genes, token_ids)
-        strategy = "genes"
-        check_matrix_values(matrix, columns, where=where)
+
+    if genes is not None or len(in_vocab) <= int(n_genes):
+        # A given list, or too few vocabulary genes to choose from: use them all, in order.
+        candidates = in_vocab if genes is None else _columns_of_gene_list(var.index, genes, token_ids)
+        check_matrix_values(matrix, candidates, where=where)
+        zero_fill = np.arange(len(candidates)) if strategy == "expressed" else None
     else:
-        check_matrix_values(matrix, in_vocab, where=where)
-        columns = _highly_variable_columns(matrix, in_vocab, int(n_genes))
-        strategy = "hvg"
-    neighbors = spatial_knn(coordinates, int(n_neighbors)) if spatial else None
+        progress = _ChunkProgress(matrix.shape[0], enabled=settings.progress_bar)
+        with progress:
+            scores = seurat_v3_scores(matrix, in_vocab, where=where, progress=progress.update)
+        ranked = top_variable(scores, int(n_genes))
+        if strategy == "hvg":
+            candidates, zero_fill = np.sort(in_vocab[ranked]), None  # var order, as the released code
+        else:
+            candidates, zero_fill = in_vocab, ranked  # any vocabulary gene may be expressed
 
     # Everything is validated: write.
-    adata = adata.copy() if copy else adata
-    selected = np.zeros(adata.n_vars, dtype=bool)
-    selected[columns] = True
-    adata.var[_keys.VAR_TOKEN] = token_ids
-    adata.var[_keys.VAR_SELECTED] = selected
+    if copy:
+        container = container.copy() if container is not None else None
+        adata = container.mod[mod] if container is not None else adata.copy()
+    selected = np.zeros(len(var), dtype=bool)
+    selected[candidates] = True
+    _write_var(adata, var, _keys.VAR_GENE_ID, mapping.gene_ids, use_raw, "")
+    _write_var(adata, var, _keys.VAR_TOKEN, token_ids, use_raw, -1)
+    _write_var(adata, var, _keys.VAR_SELECTED, selected, use_raw, False)
     if neighbors is not None:
         adata.obsm[_keys.OBSM_NEIGHBORS] = neighbors
     else:
         adata.obsm.pop(_keys.OBSM_NEIGHBORS, None)
+    write_record(adata, "map_genes", mapping.record)
     write_record(
         adata,
         "tokenize",
         {
-            "genes": np.asarray(adata.var_names[columns], dtype=str),
-            "token_ids": token_ids[columns],
             "strategy": strategy,
-            "n_genes": int(n_genes) if genes is None else len(columns),
+            "genes": np.asarray(var.index[candidates], dtype=str),
+            "token_ids": token_ids[candidates],
+            "zero_fill": zero_fill,
+            "n_genes": int(n_genes) if strategy == "expressed" or genes is None else len(candidates),
+            "gene_list_given": genes is not None,
             "layer": layer,
+            "use_raw": use_raw,
             "spatial": spatial,
             "n_neighbors": int(n_neighbors) if spatial else None,
             "spatial_key": spatial_key if spatial else None,
+            "neighbors_key": neighbors_key,
+            "library_key": library_key,
+            "coord_scale": float(coord_scale),
             "n_vocabulary_genes": len(in_vocab),
             "vocab_sha256": loaded.vocab.sha256(),
             **loaded.identity(),
         },
     )
+    update_mudata(container)
     logger.info(
-        "tokenize: %d of %d genes in the vocabulary, %d selected (%s); added .var[%r], .var[%r], .uns[%r][%r]%s",
-        len(in_vocab), adata.n_vars, len(columns), strategy, _keys.VAR_TOKEN, _keys.VAR_SELECTED, _keys.UNS,
-        "tokenize", f", .obsm[{_keys.OBSM_NEIGHBORS!r}]" if spatial else "",
+        "tokenize: %d of %d genes in the vocabulary, %d candidates (%s); added .var[%r], .uns[%r][%r]%s",
+        len(in_vocab), len(var), len(candidates), strategy, _keys.VAR_TOKEN, _keys.UNS, "tokenize",
+        f", .obsm[{_keys.OBSM_NEIGHBORS!r}]" if spatial else "",
     )  # fmt: skip
-    return adata if copy else None
+    if copy:
+        return container if container is not None else adata
+    return None
 
 
-def _columns_of_gene_list(adata: AnnData, genes, token_ids: np.ndarray) -> np.ndarray:
+class _ChunkProgress:
+    """A tqdm bar over the two chunked passes of the highly-variable-gene score."""
+
+    def __init__(self, n_obs: int, *, enabled: bool) -> None:
+        self.n_obs, self.enabled, self.bar = n_obs, enabled and n_obs >= 50_000, None
+
+    def __enter__(self) -> _ChunkProgress:
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=2 * self.n_obs, unit="cell", desc="tokenize (gene variance)")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+
+def _write_var(adata: AnnData, var: pd.DataFrame, key: str, values: np.ndarray, use_raw: bool, missing) -> None:
+    """Write a per-gene column; from ``.raw``, align it to ``adata.var_names`` (``missing`` elsewhere)."""
+    if not use_raw:
+        adata.var[key] = values
+        return
+    series = pd.Series(values, index=var.index)
+    adata.var[key] = series.reindex(adata.var_names, fill_value=missing).to_numpy()
+
+
+def _spatial_neighbors(
+    adata: AnnData, spatial_key: str, n_neighbors: int, neighbors_key: str | None, library_key: str | None
+) -> np.ndarray:
+    coordinates = check_coordinates(adata, spatial_key)
+    if int(n_neighbors) < 1:
+        raise ValueError(f"n_neighbors must be at least 1, got {n_neighbors!r}.")
+    libraries = None
+    if library_key is not None:
+        if library_key not in adata.obs:
+            raise KeyError(f"library_key {library_key!r} is not an obs column; available: {list(adata.obs.columns)}.")
+        libraries = adata.obs[library_key].astype(str).to_numpy()
+    if neighbors_key is None:
+        neighbors = spatial_knn(coordinates, int(n_neighbors), libraries=libraries)
+    else:
+        neighbors = graph_neighbors(_spatial_graph(adata, neighbors_key), coordinates, int(n_neighbors), libraries=libraries)
+    n_short = int((neighbors < 0).any(1).sum())
+    if n_short:
+        warnings.warn(
+            f"{n_short} cells have fewer than {n_neighbors} neighbours available; their windows are shorter "
+            "(missing neighbours are padding and left out of the niche embedding).",
+            UserWarning,
+            stacklevel=3,
+        )
+    return neighbors
+
+
+def _spatial_graph(adata: AnnData, neighbors_key: str):
+    """The adjacency matrix named by an obsp key or by squidpy's uns record."""
+    if neighbors_key in adata.obsp:
+        return adata.obsp[neighbors_key]
+    record = adata.uns.get(neighbors_key)
+    if isinstance(record, dict) and record.get("connectivities_key") in adata.obsp:
+        return adata.obsp[record["connectivities_key"]]
+    raise KeyError(
+        f"No spatial graph {neighbors_key!r} in adata.obsp or adata.uns (obsp keys: {list(adata.obsp) or 'none'}). "
+        "Build one with squidpy, e.g. sq.gr.spatial_neighbors_knn(adata, n_neighs=9), then pass "
+        "neighbors_key='spatial_connectivities', or leave neighbors_key=None for a k-nearest search."
+    )
+
+
+def _columns_of_gene_list(var_names: pd.Index, genes, token_ids: np.ndarray) -> np.ndarray:
     requested = pd.Index(np.asarray(genes, dtype=str)).drop_duplicates()
-    positions = adata.var_names.get_indexer(requested)
+    positions = var_names.get_indexer(requested)
     present = positions >= 0
     usable = present.copy()
     usable[present] = token_ids[positions[present]] >= 0
     if not usable.any():
         raise ValueError(
-            f"None of the {len(requested)} requested genes is both in adata.var_names and in the model "
-            f"vocabulary (requested e.g. {', '.join(requested[:3])}). {describe_var_names(adata)}"
+            f"None of the {len(requested)} requested genes is both in the var names and in the model "
+            f"vocabulary (requested e.g. {', '.join(requested[:3])}; var names e.g. {', '.join(map(str, var_names[:3]))})."
         )
     dropped = requested[~usable]
     if len(dropped):
         warnings.warn(
-            f"{len(dropped)} of {len(requested)} requested genes are not in adata.var_names or not in the "
+            f"{len(dropped)} of {len(requested)} requested genes are not in the var names or not in the "
             f"vocabulary and are left out (e.g. {', '.join(dropped[:5])}).",
             UserWarning,
             stacklevel=3,
         )
     return positions[usable]
-
-
-def _highly_variable_columns(matrix, in_vocab: np.ndarray, n_genes: int) -> np.ndarray:
-    """Columns of the ``n_genes`` most variable vocabulary genes (seurat_v3), in var order."""
-    if len(in_vocab) <= n_genes:
-        return in_vocab
-    import scanpy as sc
-
-    subset = AnnData(X=matrix[:, in_vocab])
-    with warnings.catch_warnings():
-        # seurat_v3 warns on non-integer data; soft ranks do not need counts, so this is advisory only.
-        warnings.filterwarnings("ignore", message=".*expects raw count data.*")
-        table = sc.pp.highly_variable_genes(subset, flavor="seurat_v3", n_top_genes=n_genes, inplace=False)
-    return in_vocab[np.flatnonzero(table["highly_variable"].to_numpy())]

@@ -6,14 +6,18 @@ import logging
 import os
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from anndata import AnnData
 
+if TYPE_CHECKING:
+    from mudata import MuData
+
 from .. import _keys
 from .._provenance import write_record
-from .._validate import check_adata
+from .._validate import resolve_modality, update_mudata
 from ..model import pool_cells
 from ..models import OmniCellModel
 from ._inference import InferencePlan, Precision, plan_inference
@@ -24,7 +28,7 @@ logger = logging.getLogger("omnicell")
 
 
 def embed_cells(
-    adata: AnnData,
+    adata: AnnData | MuData,
     model: OmniCellModel | str | os.PathLike | None = None,
     *,
     batch_size: int | None = None,
@@ -33,8 +37,9 @@ def embed_cells(
     key_added: str = _keys.EMBEDDING,
     store_window: bool = False,
     precision: Precision = "auto",
+    mod: str = "rna",
     copy: bool = False,
-) -> AnnData | None:
+) -> AnnData | MuData | None:
     """Embed every cell with the model, as the released OmniCell code does.
 
     Each cell is read with the genes chosen by :func:`omnicell.pp.tokenize` (run here with its
@@ -64,6 +69,9 @@ def embed_cells(
     precision
         ``"auto"`` runs bfloat16 autocast on CUDA and float32 elsewhere; pooling and projection
         are always float32.
+    mod
+        Modality of a MuData to embed; results go to that modality, and the cell embedding is
+        mirrored to ``mdata.obsm[key_added]`` (NaN for cells absent from the modality).
     copy
         Return a modified copy instead of writing into ``adata``.
 
@@ -75,17 +83,20 @@ def embed_cells(
         (n_obs, m) float32 cell embeddings (the focal cell's in spatial mode). A cell with no
         expressed gene among the selected ones gets a zero vector, with a warning.
     ``adata.obsm[key_added + '_niche']``
-        (spatial) Mean embedding of each cell's window (the cell and its neighbours).
+        (spatial) Mean embedding of each cell's window (the cell and its available neighbours).
     ``adata.obsm[key_added + '_window']``
-        (spatial, ``store_window=True``) (n_obs, 1 + k, m) embeddings of every window, focal first.
+        (spatial, ``store_window=True``) (n_obs, 1 + k, m) embeddings of every window, focal
+        first; NaN rows for missing neighbours.
     ``adata.uns['omnicell']['embed_cells']``
         Parameters, ``n_components``, model name and checkpoint sha256.
     """
-    check_adata(adata, "embed_cells")
+    container, adata = resolve_modality(adata, mod, "embed_cells")
     if projection is not None and not 0.0 < float(projection) <= 1.0:
         raise ValueError(f"projection must lie in (0, 1] or be None, got {projection!r}.")
     # With copy=True all work, the automatic tokenisation included, happens on the copy.
-    adata = adata.copy() if copy else adata
+    if copy:
+        container = container.copy() if container is not None else None
+        adata = container.mod[mod] if container is not None else adata.copy()
     plan = plan_inference(adata, model, batch_size=batch_size, device=device, precision=precision)
     started = time.perf_counter()
     window, n_empty = _embed(plan, projection)
@@ -101,7 +112,7 @@ def embed_cells(
     for suffix in (_keys.NICHE_SUFFIX, _keys.WINDOW_SUFFIX):
         adata.obsm.pop(key_added + suffix, None)
     if plan.spatial:
-        adata.obsm[key_added + _keys.NICHE_SUFFIX] = window.mean(1)
+        adata.obsm[key_added + _keys.NICHE_SUFFIX] = np.nanmean(window, axis=1)
         if store_window:
             adata.obsm[key_added + _keys.WINDOW_SUFFIX] = window
     write_record(
@@ -125,7 +136,20 @@ def embed_cells(
         "embed_cells: %d cells in %.1fs; added .obsm[%r]%s",
         adata.n_obs, time.perf_counter() - started, key_added, " and niche embeddings" if plan.spatial else "",
     )  # fmt: skip
-    return adata if copy else None
+    if container is not None:
+        _mirror_to_mudata(container, mod, key_added, window[:, 0])
+    if copy:
+        return container if container is not None else adata
+    return None
+
+
+def _mirror_to_mudata(container: MuData, mod: str, key: str, embedding: np.ndarray) -> None:
+    """Copy a modality's cell embedding to ``mdata.obsm[key]``, aligned to the MuData's cells."""
+    update_mudata(container)
+    rows = container.obs_names.get_indexer(container.mod[mod].obs_names)
+    mirrored = np.full((container.n_obs, embedding.shape[1]), np.nan, dtype=np.float32)
+    mirrored[rows] = embedding
+    container.obsm[key] = mirrored
 
 
 def _embed(plan: InferencePlan, projection: float | None) -> tuple[np.ndarray, int]:
@@ -137,5 +161,8 @@ def _embed(plan: InferencePlan, projection: float | None) -> tuple[np.ndarray, i
     for focal, batch, tensors, output in plan.batches(description="embed_cells"):
         pooled = pool_cells(output.hidden, tensors["cell_index"], tensors["expressed"], batch.n_blocks)
         window[focal] = (pooled @ basis if basis is not None else pooled).cpu().numpy()
+        if plan.neighbors is not None:
+            cell, block = np.nonzero(plan.neighbors[focal] < 0)  # missing neighbours
+            window[focal[cell], 1 + block] = np.nan
         n_empty += int((~(batch.expressed & (batch.cell_index == 0)).any(1)).sum())
     return window, n_empty

@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 from .. import _keys
 from .._provenance import get_record
 from .._settings import settings
-from .._validate import check_coordinates, get_matrix
-from ..data import TokenBatch, iter_token_batches
+from .._validate import check_coordinates, expression_source
+from ..data import TokenBatch, batch_for_cells
 from ..model import ForwardOutput
 from ..models import OmniCellModel, resolve_device, resolve_model
 
@@ -38,6 +38,8 @@ class InferencePlan:
     matrix: object
     columns: np.ndarray
     gene_tokens: np.ndarray
+    zero_fill: np.ndarray | None
+    n_genes: int
     neighbors: np.ndarray | None
     coordinates: np.ndarray | None
     batch_size: int
@@ -62,6 +64,22 @@ class InferencePlan:
     def precision(self) -> str:
         return "float32" if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch.")
 
+    def token_batch(self, focal: np.ndarray) -> TokenBatch:
+        """Model inputs for the ``focal`` cells (with their neighbours in spatial mode)."""
+        return batch_for_cells(
+            self.matrix,
+            focal,
+            self.columns,
+            self.gene_tokens,
+            rna_start=self.model.vocab.rna_start,
+            rna_end=self.model.vocab.rna_end,
+            neighbors=self.neighbors,
+            coordinates=self.coordinates,
+            zero_fill=self.zero_fill,
+            n_genes=self.n_genes,
+            where=self.where,
+        )
+
     def batches(
         self, *, return_attention: bool = False, description: str = "omnicell"
     ) -> Iterator[tuple[np.ndarray, TokenBatch, dict[str, torch.Tensor | None], ForwardOutput]]:
@@ -77,20 +95,11 @@ class InferencePlan:
             if self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
-        batches = iter_token_batches(
-            self.matrix,
-            self.columns,
-            self.gene_tokens,
-            rna_start=self.model.vocab.rna_start,
-            rna_end=self.model.vocab.rna_end,
-            batch_size=self.batch_size,
-            neighbors=self.neighbors,
-            coordinates=self.coordinates,
-            where=self.where,
-        )
         progress = tqdm(total=self.n_obs, unit="cell", desc=description, disable=not settings.progress_bar)
         with torch.inference_mode(), progress:
-            for focal, batch in batches:
+            for start in range(0, self.n_obs, self.batch_size):
+                focal = np.arange(start, min(start + self.batch_size, self.n_obs))
+                batch = self.token_batch(focal)
                 tensors = batch.to_torch(self.device)
                 with autocast:
                     output = network(
@@ -134,7 +143,10 @@ def plan_inference(
             f"adata was tokenised with model {record['model']!r}, whose vocabulary differs from that of "
             f"{loaded.name!r}. Run oc.pp.tokenize(adata, model) with the model you use here."
         )
-    columns = adata.var_names.get_indexer(np.asarray(record["genes"], dtype=str))
+    use_raw = bool(record.get("use_raw", False))
+    layer = record.get("layer")
+    matrix, var, where = expression_source(adata, layer=layer, use_raw=use_raw)
+    columns = var.index.get_indexer(np.asarray(record["genes"], dtype=str))
     if (columns < 0).any():
         raise ValueError(
             "Some genes chosen by tokenize are no longer in adata.var_names (subset or renamed since?). "
@@ -145,12 +157,11 @@ def plan_inference(
         if _keys.OBSM_NEIGHBORS not in adata.obsm:
             raise KeyError(f"Spatial tokenisation left no obsm[{_keys.OBSM_NEIGHBORS!r}]; run oc.pp.tokenize again.")
         neighbors = np.asarray(adata.obsm[_keys.OBSM_NEIGHBORS], dtype=np.int64)
-        if neighbors.shape[0] != adata.n_obs or neighbors.min() < 0 or neighbors.max() >= adata.n_obs:
+        if neighbors.shape[0] != adata.n_obs or neighbors.min() < -1 or neighbors.max() >= adata.n_obs:
             raise ValueError(
                 f"obsm[{_keys.OBSM_NEIGHBORS!r}] does not fit the cells (subset since?); run oc.pp.tokenize again."
             )
-        coordinates = check_coordinates(adata, str(record["spatial_key"]))
-    layer = record.get("layer")
+        coordinates = check_coordinates(adata, str(record["spatial_key"])) * float(record.get("coord_scale", 1.0))
     torch_device = resolve_device(device)
     if precision == "auto":
         autocast_dtype = torch.bfloat16 if torch_device.type == "cuda" else None
@@ -158,13 +169,15 @@ def plan_inference(
         autocast_dtype = None if precision == "float32" else getattr(torch, precision)
     return InferencePlan(
         model=loaded,
-        matrix=get_matrix(adata, layer),
+        matrix=matrix,
         columns=columns,
         gene_tokens=np.asarray(record["token_ids"], dtype=np.int64),
+        zero_fill=None if record.get("zero_fill") is None else np.asarray(record["zero_fill"], dtype=np.int64),
+        n_genes=int(record["n_genes"]),
         neighbors=neighbors,
         coordinates=coordinates,
         batch_size=batch_size,
         device=torch_device,
         autocast_dtype=autocast_dtype,
-        where=f"adata.layers[{layer!r}]" if layer else "adata.X",
+        where=where,
     )

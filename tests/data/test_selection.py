@@ -1,0 +1,47 @@
+"""The paper's expressed-first gene choice, against a plain per-cell implementation."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from omnicell.data import build_batch, expressed_first, soft_rank
+
+
+def _per_cell(row: np.ndarray, priority: np.ndarray, zero_fill: np.ndarray, n_genes: int) -> list[int]:
+    expressed = [j for j in np.flatnonzero(row > 0)]
+    expressed.sort(key=lambda j: (-row[j], priority[j]))
+    chosen = expressed[:n_genes]
+    chosen += [j for j in zero_fill if row[j] == 0][: n_genes - len(chosen)]
+    return chosen
+
+
+def test_matches_plain_rule():
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(rng.gamma(0.3, 1, size=(50, 1)) * rng.gamma(0.5, 1, size=(1, 80)))
+    counts[0] = 0
+    counts[1] = 1  # every gene expressed, all tied
+    priority = np.arange(80)  # candidates come in priority order, the first 30 fill
+    zero_fill = np.arange(30)
+    columns, ranks = expressed_first(sp.csr_matrix(counts.astype(float)), 30, 40)
+    assert columns.shape == (50, 40)
+    for i, row in enumerate(counts):
+        chosen = _per_cell(row, priority, zero_fill, 40)
+        got = [c for c in columns[i] if c >= 0]
+        assert got == chosen, i
+        assert (columns[i, len(chosen):] == -1).all()  # padding only at the end
+        np.testing.assert_array_equal(ranks[i, : len(chosen)], soft_rank(row[chosen][None])[0])
+        assert (ranks[i, len(chosen):] == 0).all()
+
+
+def test_padding_blocks_and_missing_neighbours():
+    soft = np.array([[5.0, 2.5, 0.0], [5.0, 0.0, 0.0]], dtype=np.float32)
+    tokens = np.array([[7, 8, 9], [7, -1, -1]])
+    batch = build_batch(soft, tokens, np.array([[0, 1], [1, -1]]), rna_start=100, rna_end=101,
+                        coordinates=np.array([[1.0, 2.0], [3.0, 4.0]]))  # fmt: skip
+    np.testing.assert_array_equal(batch.tokens[0], [100, 7, 8, 9, 101, 100, 7, 0, 0, 101])
+    np.testing.assert_array_equal(batch.padding_mask[0], [1, 1, 1, 1, 1, 1, 1, 0, 0, 1])
+    np.testing.assert_array_equal(batch.padding_mask[1], [1, 1, 0, 0, 1, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(batch.cell_index[0], [-1, 0, 0, 0, -1, -1, 1, -1, -1, -1])
+    np.testing.assert_array_equal(batch.cell_index[1], [-1, 0, -1, -1, -1, -1, -1, -1, -1, -1])
+    np.testing.assert_array_equal(batch.positions[0, :, 0], [1] * 5 + [3] * 5)
