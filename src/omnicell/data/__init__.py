@@ -4,6 +4,7 @@ Nothing here imports :mod:`omnicell.tl`; the model core is used only for its ten
 """
 
 from ._batches import TokenBatch, batch_for_cells, build_batch, check_values, iter_token_batches, read_block
+from ._genes import GeneMapping, detect_species, map_gene_names, strip_version
 from ._hvg import seurat_v3_scores, top_variable
 from ._neighbors import graph_neighbors, spatial_knn
 from ._selection import expressed_first
@@ -12,17 +13,21 @@ from ._vocab import SPECIAL_TOKENS, Vocabulary
 
 __all__ = [
     "SPECIAL_TOKENS",
+    "GeneMapping",
     "TokenBatch",
     "batch_for_cells",
     "Vocabulary",
     "build_batch",
     "check_values",
+    "detect_species",
     "expressed_first",
     "graph_neighbors",
     "iter_token_batches",
+    "map_gene_names",
     "read_block",
     "seurat_v3_scores",
     "soft_rank",
     "spatial_knn",
+    "strip_version",
     "top_variable",
 ]

@@ -15,7 +15,7 @@ from anndata import AnnData
 from .. import _keys
 from .._provenance import write_record
 from .._validate import check_unique_var_names, resolve_modality, update_mudata
-from ..data import Vocabulary
+from ..data import Vocabulary, map_gene_names
 from ..models import OmniCellModel, resolve_model
 
 if TYPE_CHECKING:
@@ -53,8 +53,6 @@ def vocabulary_token_ids(
         names = pd.Index(var[gene_key].astype(str))
     else:
         raise KeyError(f"gene_key {gene_key!r} is not a var column; available: {list(var.columns) or 'none'}.")
-    from ..data._genes import map_gene_names  # loads the shipped tables on first use
-
     mapping = map_gene_names(names, vocab.genes, species=species, source=source, official_table=official_table)
     gene_ids = np.asarray([gene_id or "" for gene_id in mapping.ids], dtype=object)
     token_ids = vocab.token_ids(gene_ids)
