@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -27,6 +29,10 @@ def test_squidpy_graph_gives_the_same_neighbours():
     sq.gr.spatial_neighbors_knn(adata, n_neighs=5)
     from_graph = graph_neighbors(adata.obsp["spatial_connectivities"], coords, 5)
     np.testing.assert_array_equal(from_graph, spatial_knn(coords, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated in squidpy 1.8, still common
+        sq.gr.spatial_neighbors(adata, coord_type="generic", n_neighs=5, key_added="legacy")
+    np.testing.assert_array_equal(graph_neighbors(adata.obsp["legacy_connectivities"], coords, 5), from_graph)
 
 
 def test_sections_never_share_neighbours():
