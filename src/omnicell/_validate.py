@@ -13,7 +13,7 @@ from anndata import AnnData
 if TYPE_CHECKING:
     from mudata import MuData
 
-from .data import check_values, read_block
+from .data import check_values, read_csr
 
 __all__ = [
     "check_adata",
@@ -131,4 +131,4 @@ def check_matrix_values(matrix, columns: np.ndarray, *, where: str, chunk_rows: 
         return
     for start in range(0, matrix.shape[0], chunk_rows):
         rows = np.arange(start, min(start + chunk_rows, matrix.shape[0]))
-        check_values(read_block(matrix, rows, columns), where=where)
+        check_values(read_csr(matrix, rows, columns), where=where)

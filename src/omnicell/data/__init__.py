@@ -3,7 +3,7 @@
 Nothing here imports :mod:`omnicell.tl`; the model core is used only for its tensor types.
 """
 
-from ._batches import TokenBatch, batch_for_cells, build_batch, check_values, iter_token_batches, read_block
+from ._batches import TokenBatch, batch_for_cells, build_batch, check_values, read_csr
 from ._genes import GeneMapping, detect_species, map_gene_names, strip_version
 from ._hvg import seurat_v3_scores, top_variable
 from ._neighbors import graph_neighbors, spatial_knn
@@ -22,9 +22,8 @@ __all__ = [
     "detect_species",
     "expressed_first",
     "graph_neighbors",
-    "iter_token_batches",
     "map_gene_names",
-    "read_block",
+    "read_csr",
     "seurat_v3_scores",
     "soft_rank",
     "spatial_knn",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,25 +16,8 @@ __all__ = [
     "batch_for_cells",
     "build_batch",
     "check_values",
-    "iter_token_batches",
-    "read_block",
     "read_csr",
 ]
-
-
-def read_block(matrix, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """Dense float64 values of ``matrix[rows][:, columns]``.
-
-    ``matrix`` may be a NumPy array, a SciPy sparse matrix, or a backed AnnData matrix (h5py
-    dataset or anndata sparse dataset); only the requested rows are read.
-    """
-    unique_rows, inverse = np.unique(rows, return_inverse=True)
-    block = matrix[unique_rows]
-    if sp.issparse(block):
-        block = block.tocsr()[:, columns].toarray()
-    else:
-        block = np.asarray(block)[:, columns]
-    return np.asarray(block, dtype=np.float64)[inverse]
 
 
 def read_csr(matrix, rows: np.ndarray, columns: np.ndarray) -> sp.csr_matrix:
@@ -242,21 +224,3 @@ def batch_for_cells(
         rna_end=rna_end,
         coordinates=None if coordinates is None else coordinates[cells],
     )
-
-
-def iter_token_batches(
-    matrix,
-    columns: np.ndarray,
-    gene_tokens: np.ndarray,
-    *,
-    batch_size: int,
-    **options,
-) -> Iterator[tuple[np.ndarray, TokenBatch]]:
-    """Yield ``(focal cell indices, TokenBatch)`` over all rows of ``matrix`` in order.
-
-    ``options`` are those of :func:`batch_for_cells`; nothing is built for the whole dataset at once.
-    """
-    n_obs = matrix.shape[0]
-    for start in range(0, n_obs, batch_size):
-        focal = np.arange(start, min(start + batch_size, n_obs))
-        yield focal, batch_for_cells(matrix, focal, columns, gene_tokens, **options)
