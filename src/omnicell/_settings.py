@@ -28,7 +28,9 @@ class OmnicellSettings:
         Where downloaded checkpoints are kept; the environment variable ``OMNICELL_CACHE_DIR``
         sets the default (else ``~/.cache/omnicell``, following pooch's OS cache).
     default_model
-        Registry name or path of the model used when a function is given ``model=None``.
+        Registry name or path of the model used when a function is given ``model=None``:
+        ``"omnicell-tiny"`` (shipped with the package, no download) unless the environment
+        variable ``OMNICELL_DEFAULT_MODEL`` names another (e.g. ``"omnicell-v1"``).
     seed
         Random seed of stochastic steps.
     progress_bar
@@ -42,7 +44,7 @@ class OmnicellSettings:
         self._batch_size = 32
         self._attention_backend = "auto"
         self._cache_dir: Path | None = None
-        self.default_model = os.environ.get("OMNICELL_DEFAULT_MODEL", "omnicell-v1")
+        self.default_model = os.environ.get("OMNICELL_DEFAULT_MODEL", "omnicell-tiny")
         self.seed = 0
         self.progress_bar = True
         self.verbosity = os.environ.get("OMNICELL_VERBOSITY", "WARNING")

@@ -7,6 +7,8 @@ omnicell embed section.h5ad -o out.h5ad --model ./checkpoint --spatial --n-neigh
 omnicell models list
 omnicell models download omnicell-v1
 omnicell models convert ./official_folder ./omnicell_folder
+omnicell pretrain recipes/omnicell-tiny.yaml --output runs/tiny
+torchrun --nproc-per-node 4 -m omnicell pretrain recipe.yaml
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--store-window", action="store_true", help="spatial mode: keep every window's embeddings")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    demo = commands.add_parser("demo", help="the main job end to end on pbmc68k_reduced (ships with scanpy), offline")
+    demo.add_argument("-o", "--output", type=Path, default=Path("omnicell_demo"), help="folder for the figure, table and h5ad")
+    demo.add_argument("--model", default=None, help="registry name or checkpoint folder (default: oc.settings.default_model)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+
     models = commands.add_parser("models", help="list, download or convert checkpoints")
     actions = models.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="registered checkpoints and whether they are cached")
@@ -63,6 +70,17 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("source", help="registry name or checkpoint folder")
     convert.add_argument("destination", type=Path)
     convert.add_argument("--overwrite", action="store_true")
+
+    pretrain = commands.add_parser(
+        "pretrain", help="train a model from a recipe (YAML or TOML); also under torchrun -m omnicell pretrain"
+    )
+    pretrain.add_argument("recipe", type=Path, help="recipe file (.yaml, .yml or .toml)")
+    pretrain.add_argument("-o", "--output", type=Path, default=None, help="output folder (default: the recipe's)")
+    pretrain.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                          help="continue from the newest checkpoint in the output folder, or from CHECKPOINT")
+    pretrain.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all (checkpointed)")
+    pretrain.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (torch.set_num_threads)")
+    pretrain.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -145,12 +163,44 @@ def _models(args: argparse.Namespace) -> None:
         print(models.convert(args.source, args.destination, overwrite=args.overwrite))
 
 
+def _demo(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from . import settings
+    from ._demo import run_demo
+
+    if args.quiet:
+        settings.progress_bar = False
+    summary = run_demo(args.output, model=args.model)
+    with pd.option_context("display.precision", 3):
+        print("Leiden clustering of pbmc68k_reduced against its cell-type labels (best resolution of 0.1..1.0):")
+        print(summary.to_string())
+    print(f"wrote {args.output / 'umap.png'}, {args.output / 'clustering.csv'} and {args.output / 'pbmc68k_omnicell.h5ad'}")
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from . import settings
+    from .train import pretrain
+
+    if args.quiet:
+        settings.progress_bar = False
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
+    model = pretrain(args.recipe, output=args.output, resume=args.resume, max_steps=args.max_steps)
+    if int(os.environ.get("RANK", "0")) == 0:  # one line under torchrun
+        print(
+            f"trained {model.name}: {model.n_parameters:,} parameters, {len(model.vocab.genes):,} genes; output in {model.source}"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 on success, 1 on bad input)."""
     args = _parser().parse_args(argv)
     try:
-        (_embed if args.command == "embed" else _models)(args)
-    except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError) as error:
+        {"embed": _embed, "demo": _demo, "models": _models, "pretrain": _pretrain}[args.command](args)
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError, ArithmeticError) as error:
         message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
         print(f"omnicell: error: {message.splitlines()[0] if message else type(error).__name__}", file=sys.stderr)
         return 1

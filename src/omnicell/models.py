@@ -2,7 +2,8 @@
 
 ``oc.models.load`` accepts
 
-- a registry name (``oc.models.available()``), downloaded once into ``oc.settings.cache_dir``;
+- a registry name (``oc.models.available()``), downloaded once into ``oc.settings.cache_dir``, or
+  the name of a model shipped inside the package (``omnicell-tiny``), which needs no download;
 - a folder in the official format: ``LMConfig.json``, ``backbone.pth`` and ``Vocabulary.json``
   or ``vocab.json``;
 - a folder in omnicell's format (written by :func:`convert` or :meth:`OmniCellModel.save`):
@@ -65,6 +66,22 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register(spec: ModelSpec) -> None:
     """Add a downloadable checkpoint (e.g. an institutional mirror) to the registry."""
     _REGISTRY[spec.name] = spec
+
+
+#: Models shipped inside the package (``omnicell/models_data/NAME/``, omnicell's format): no download.
+_BUNDLED: dict[str, str] = {
+    "omnicell-tiny": "Small default model shipped with omnicell (4 layers, d=64, ~1M parameters, ~11.8k human "
+    "genes; PBMC + STARmap, CPU-trained); see its MODEL_CARD.md",
+}
+
+
+def bundled_folder(name: str) -> Path:
+    """Folder of a model shipped inside the package."""
+    import importlib.resources
+
+    if name not in _BUNDLED:
+        raise KeyError(f"No bundled model {name!r}; bundled: {', '.join(_BUNDLED)}.")
+    return Path(str(importlib.resources.files("omnicell").joinpath("models_data", name)))
 
 
 register(
@@ -172,6 +189,10 @@ class OmniCellModel:
 def available() -> pd.DataFrame:
     """Registered checkpoints with a description and whether they are in the local cache."""
     rows = []
+    for name, description in _BUNDLED.items():
+        folder = bundled_folder(name)
+        cached = (folder / OWN_WEIGHTS).exists()
+        rows.append({"name": name, "description": description, "cached": cached, "folder": str(folder)})
     for spec in _REGISTRY.values():
         folder = settings.cache_dir / spec.name
         rows.append(
@@ -192,6 +213,8 @@ def download(name: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
     """
     import pooch
 
+    if name in _BUNDLED:
+        return bundled_folder(name)  # shipped inside the package: nothing to fetch
     spec = _spec(name)
     folder = Path(cache_dir) if cache_dir is not None else settings.cache_dir / spec.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -243,13 +266,16 @@ def load(
     The loaded model in eval mode.
     """
     path = Path(name_or_path).expanduser()
-    if str(name_or_path) in _REGISTRY and not path.exists():
+    if str(name_or_path) in _BUNDLED and not path.exists():
+        path = bundled_folder(str(name_or_path))
+        name = str(name_or_path)
+    elif str(name_or_path) in _REGISTRY and not path.exists():
         path = download(str(name_or_path))
         name = str(name_or_path)
     elif path.is_dir():
         name = path.name
     else:
-        known = ", ".join(_REGISTRY) or "none"
+        known = ", ".join([*_BUNDLED, *_REGISTRY]) or "none"
         raise FileNotFoundError(
             f"{name_or_path!s} is neither a checkpoint folder nor a registered model name (known: {known})."
         )

@@ -1,0 +1,7 @@
+"""``python -m omnicell``: the command line (also ``torchrun -m omnicell pretrain RECIPE``)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

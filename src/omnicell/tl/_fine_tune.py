@@ -1,0 +1,299 @@
+"""``oc.tl.fine_tune``: continued pretraining of a model on the user's own cells."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import logging
+import math
+import os
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from anndata import AnnData
+
+from .._provenance import get_record, write_record
+from .._settings import settings
+from .._validate import resolve_modality
+from ..models import OmniCellModel, resolve_device, resolve_model
+from ..train._checkpoint import weights_sha256
+from ..train._losses import ObjectiveConfig
+from ..train._masking import MaskingConfig, mask_batch
+from ..train._pretrain import LOG_COLUMNS, step_batches
+from ..train._stream import CellStream, StreamSource
+from ..train._trainer import OptimizerConfig, Trainer, evaluate_masked_loss
+from ._inference import Precision, plan_inference
+
+if TYPE_CHECKING:
+    from mudata import MuData
+
+__all__ = ["fine_tune"]
+
+logger = logging.getLogger("omnicell")
+
+MAX_VALIDATION_CELLS = 2048
+
+
+def fine_tune(
+    adata: AnnData | MuData,
+    model: OmniCellModel | str | os.PathLike | None = None,
+    *,
+    spatial: bool | None = None,
+    epochs: int = 1,
+    batch_size: int = 16,
+    micro_batch_size: int | None = None,
+    lr: float = 1e-4,
+    min_lr: float = 1e-6,
+    warmup_steps: int | None = None,
+    weight_decay: float = 0.01,
+    clip_norm: float | None = 1.0,
+    masking: MaskingConfig | dict[str, float] | None = None,
+    validation_fraction: float = 0.1,
+    seed: int | None = None,
+    device: str | torch.device | None = None,
+    precision: Precision = "auto",
+    log: str | os.PathLike | None = None,
+    name: str | None = None,
+    mod: str = "rna",
+) -> OmniCellModel:
+    """Continue pretraining a model on the cells of ``adata`` (masked soft-rank regression).
+
+    The cells are read exactly as :func:`omnicell.tl.embed_cells` reads them (the genes chosen by
+    :func:`omnicell.pp.tokenize`, run here with its defaults if it was not run). The objective,
+    optimiser (AdamW, betas 0.9/0.99), warm-up + cosine schedule and clipping are those of
+    pretraining (:mod:`omnicell.train`); masking follows the paper's stage for the data kind. A
+    share of the cells is held out, and the masked loss on them (fixed masks, no dropout) is
+    measured before training and after every epoch. The given model is not modified.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes with non-negative expression (counts or normalised), tokenised for ``model``
+        or not yet tokenised.
+    model
+        Model object, registry name or folder to start from; None uses ``oc.settings.default_model``.
+    spatial
+        Train on focal-plus-neighbours windows with the spatial stage's masking (True) or on single
+        cells (False). None follows the tokenisation of ``adata`` (single-cell if not tokenised).
+        A value that contradicts an existing tokenisation is an error.
+    epochs
+        Passes over the training cells.
+    batch_size
+        Cells (sequences) per optimiser step.
+    micro_batch_size
+        Cells per forward pass (gradient accumulation when smaller than ``batch_size``, of which
+        it must be a divisor); None uses ``batch_size``.
+    lr
+        Peak learning rate.
+    min_lr
+        Learning rate at the end of the cosine decay.
+    warmup_steps
+        Linear warm-up steps; None uses 10% of the steps.
+    weight_decay
+        AdamW weight decay (not applied to norm gains).
+    clip_norm
+        Gradient-norm clipping threshold; None disables it.
+    masking
+        A :class:`omnicell.train.MaskingConfig` or a dict of overrides of the stage's rates
+        (``nonzero``, ``zero``, ``neighbor_nonzero``, ``neighbor_zero``, ``mask_value``).
+    validation_fraction
+        Share of the cells held out for the held-out masked loss (at most 2048 cells); 0 disables it.
+    seed
+        Seed of the split, shuffling, masking and dropout; None uses ``oc.settings.seed``.
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``; None uses ``oc.settings.device``.
+    precision
+        ``"auto"``: bfloat16 autocast on CUDA, float32 elsewhere.
+    log
+        Path of a CSV file with one row per step (the columns of ``omnicell pretrain``'s loss log
+        plus ``heldout_mlm`` at the end of each epoch).
+    name
+        Name of the returned model; None appends ``-finetuned`` to the base model's name.
+    mod
+        Modality of a MuData to train on.
+
+    Returns
+    -------
+    The fine-tuned :class:`~omnicell.models.OmniCellModel` (in eval mode; save it with ``.save(path)``
+    and load it with ``oc.models.load(path)``). Writes
+
+    ``adata.uns['omnicell']['fine_tune']``
+        Parameters, ``heldout_loss`` (before training, then after each epoch), ``train_loss`` (mean
+        per epoch), cell counts, and the identities of the base and the fine-tuned model.
+    ``adata.var`` / ``adata.uns['omnicell']['tokenize']``
+        Only if ``adata`` was not tokenised: what :func:`omnicell.pp.tokenize` writes.
+    """
+    container, adata = resolve_modality(adata, mod, "fine_tune")
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    micro = int(micro_batch_size or batch_size)
+    if micro < 1 or int(batch_size) % micro:
+        raise ValueError(
+            f"micro_batch_size ({micro_batch_size}) must be a positive divisor of batch_size ({batch_size})."
+        )
+    if not 0.0 <= float(validation_fraction) < 1.0:
+        raise ValueError(f"validation_fraction must lie in [0, 1), got {validation_fraction!r}.")
+    if spatial is not None and not isinstance(spatial, bool):
+        raise TypeError("spatial must be True, False or None.")
+    optimizer = OptimizerConfig(lr=float(lr), min_lr=float(min_lr), warmup_steps=0, weight_decay=float(weight_decay),
+                                clip_norm=clip_norm)  # fmt: skip
+    base = resolve_model(model)
+    record = get_record(adata, "tokenize")
+    if record is not None and spatial is not None and bool(record["spatial"]) != spatial:
+        raise ValueError(
+            f"adata was tokenised with spatial={bool(record['spatial'])} but fine_tune was asked for "
+            f"spatial={spatial}. "
+            f"Run oc.pp.tokenize(adata, model, spatial={spatial}) first, or leave spatial=None."
+        )
+    kind = "spatial" if (spatial if spatial is not None else bool(record and record["spatial"])) else "single_cell"
+    if isinstance(masking, MaskingConfig):
+        masking_config = masking
+    else:
+        masking_config = MaskingConfig.for_stage(kind, **dict(masking or {}))
+    if record is None:
+        from ..pp import tokenize
+
+        tokenize(adata, base, spatial=kind == "spatial")
+    plan = plan_inference(adata, base, batch_size=micro, device="cpu", precision="float32")
+    seed = int(settings.seed if seed is None else seed)
+    torch_device = resolve_device(device)
+
+    # Split the cells.
+    order = np.random.default_rng([seed, 1]).permutation(plan.n_obs)
+    n_validation = min(round(float(validation_fraction) * plan.n_obs), MAX_VALIDATION_CELLS)
+    if validation_fraction > 0 and plan.n_obs >= 2:
+        n_validation = max(n_validation, 1)
+    validation_rows, train_rows = np.sort(order[:n_validation]), np.sort(order[n_validation:])
+    if len(train_rows) == 0:
+        raise ValueError(f"no cells left to train on ({plan.n_obs} cells, validation_fraction={validation_fraction}).")
+    backed = bool(getattr(adata, "isbacked", False))
+    stream = CellStream(
+        [StreamSource(plan, rows=train_rows, name="adata")],
+        seed=int(np.random.SeedSequence([seed, 2]).generate_state(1)[0]),
+        chunk_size=256 if backed else 1,
+        window_chunks=16 if backed else len(train_rows),
+    )
+    validation = [
+        mask_batch(plan.token_batch(validation_rows[start : start + micro]), masking_config,
+                   np.random.default_rng([seed, 3, start]))
+        for start in range(0, len(validation_rows), micro)
+    ]  # fmt: skip
+
+    steps_per_epoch = math.ceil(len(train_rows) / int(batch_size))
+    total = int(epochs) * steps_per_epoch
+    warmup = int(warmup_steps) if warmup_steps is not None else max(0, total // 10)
+    optimizer = dataclasses.replace(optimizer, warmup_steps=warmup)
+    network = copy.deepcopy(base.network).to(torch_device)
+    trainer_precision = "float32" if precision == "float32" else ("bfloat16" if precision == "bfloat16" else "auto")
+    if precision == "float16":
+        raise ValueError("fine_tune supports precision 'auto', 'float32' or 'bfloat16'.")
+    trainer = Trainer(network, optimizer, total_steps=total, precision=trainer_precision,
+                      context=_single(torch_device))  # fmt: skip
+    objective = ObjectiveConfig()
+
+    heldout = (
+        [evaluate_masked_loss(network, validation, device=torch_device, objective=objective)] if validation else []
+    )
+    train_loss: list[float] = []
+    writer = handle = None
+    if log is not None:
+        handle = open(log, "w", newline="", encoding="utf-8")
+        writer = csv.DictWriter(handle, fieldnames=(*LOG_COLUMNS, "heldout_mlm"))
+        writer.writeheader()
+    from tqdm.auto import tqdm
+
+    progress = tqdm(total=total, unit="step", desc="fine_tune", disable=not settings.progress_bar)
+    started_all = time.perf_counter()
+    try:
+        step = 0
+        for epoch in range(int(epochs)):
+            losses = []
+            for epoch_step in range(steps_per_epoch):
+                started = time.perf_counter()
+                batches, ids, n_micro = step_batches(
+                    stream, masking_config, seed=seed, stage_index=0, stage_step=step,
+                    cells_per_step=int(batch_size), micro_batch_size=micro,
+                )  # fmt: skip
+                result = trainer.step(batches, ids, n_micro, seed=(seed, 0, step))
+                elapsed = time.perf_counter() - started
+                losses.append(result.mlm)
+                last_of_epoch = epoch_step == steps_per_epoch - 1
+                if last_of_epoch and validation:
+                    heldout.append(evaluate_masked_loss(network, validation, device=torch_device, objective=objective))
+                if writer is not None:
+                    writer.writerow(
+                        {
+                            "step": step, "stage": kind, "stage_step": step,
+                            "epoch": f"{step * int(batch_size) / len(train_rows):.4f}",
+                            "lr": f"{result.lr:.6g}", "loss": f"{result.loss:.6f}", "mlm": f"{result.mlm:.6f}",
+                            "balance": f"{result.balance:.6f}", "alpha": f"{result.alpha:.4g}",
+                            "grad_norm": f"{result.grad_norm:.4f}", "n_masked": result.n_masked,
+                            "sequences": result.n_sequences, "tokens": result.n_tokens, "seconds": f"{elapsed:.4f}",
+                            "sequences_per_s": f"{result.n_sequences / max(elapsed, 1e-9):.3f}",
+                            "heldout_mlm": f"{heldout[-1]:.6f}" if last_of_epoch and validation else "",
+                        }
+                    )  # fmt: skip
+                    handle.flush()
+                progress.set_postfix(loss=f"{result.loss:.4f}", refresh=False)
+                progress.update(1)
+                step += 1
+            train_loss.append(float(np.mean(losses)))
+            logger.info(
+                "fine_tune: epoch %d: train masked loss %.4f%s", epoch + 1, train_loss[-1],
+                f", held-out {heldout[-1]:.4f} (before: {heldout[0]:.4f})" if heldout else "",
+            )  # fmt: skip
+    finally:
+        progress.close()
+        if handle is not None:
+            handle.close()
+    network.eval()
+    tuned = OmniCellModel(
+        network,
+        base.vocab,
+        name=name or f"{base.name}-finetuned",
+        sha256=weights_sha256(network),
+        source=f"fine_tune of {base.name} (sha256 {base.sha256})",
+    )
+    write_record(
+        adata,
+        "fine_tune",
+        {
+            "kind": kind,
+            "epochs": int(epochs),
+            "steps": total,
+            "batch_size": int(batch_size),
+            "micro_batch_size": micro,
+            "lr": float(lr),
+            "min_lr": float(min_lr),
+            "warmup_steps": warmup,
+            "weight_decay": float(weight_decay),
+            "clip_norm": clip_norm,
+            "masking": dataclasses.asdict(masking_config),
+            "validation_fraction": float(validation_fraction),
+            "n_train": len(train_rows),
+            "n_validation": len(validation_rows),
+            "seed": seed,
+            "device": str(torch_device),
+            "precision": trainer.precision,
+            "seconds": time.perf_counter() - started_all,
+            "heldout_loss": np.asarray(heldout, dtype=np.float64) if heldout else None,
+            "train_loss": np.asarray(train_loss, dtype=np.float64),
+            "base_model": base.name,
+            "base_model_sha256": base.sha256,
+            **tuned.identity(),
+        },
+    )
+    if container is not None:
+        container.update()
+    return tuned
+
+
+def _single(device: torch.device):
+    from ..train._distributed import DistributedContext
+
+    return DistributedContext(device=device)
