@@ -64,3 +64,44 @@ def official_vocab_model(tiny_dir) -> oc.models.OmniCellModel:
     config = oc.model.OmniCellConfig(d_model=8, heads=2, dim=4, num_layers=1, hidden_dim=16, num_shared=1, num_routing=2, topk=1)
     torch.manual_seed(0)
     return oc.models.OmniCellModel(oc.model.OmniCell(config), vocab, name="random-official-vocab", sha256="none")
+
+
+PBMC_GENE_IDS = "gene_id"
+
+
+def _pbmc_gene_ids(n: int) -> list[str]:
+    """Stand-in Ensembl ids for pbmc68k_reduced's genes (its var names are symbols)."""
+    return [f"ENSG{i:011d}" for i in range(1, n + 1)]
+
+
+@pytest.fixture(scope="session")
+def pbmc_model(tmp_path_factory) -> oc.models.OmniCellModel:
+    """A small random-weight model whose vocabulary covers pbmc68k_reduced's 765 genes, saved and reloaded."""
+    import scanpy as sc
+    import torch
+
+    n_genes = sc.datasets.pbmc68k_reduced().n_vars
+    tokens = {"<RNA_START>": 0, "<RNA_END>": 1, "<ATAC_START>": 2, "<ATAC_END>": 3}
+    tokens.update({gene: i + 4 for i, gene in enumerate(_pbmc_gene_ids(n_genes))})
+    config = oc.model.OmniCellConfig(num_gene=len(tokens), d_model=32, heads=4, num_layers=2, hidden_dim=64,
+                                     num_shared=2, num_routing=6, topk=2, dim=8, token_per_cell=200)  # fmt: skip
+    torch.manual_seed(0)
+    network = oc.model.OmniCell(config)
+    for parameter in network.parameters():
+        if parameter.dim() > 1:
+            torch.nn.init.normal_(parameter, std=0.2)
+    path = tmp_path_factory.mktemp("pbmc_model") / "pbmc-random"
+    oc.models.OmniCellModel(network.eval(), oc.data.Vocabulary(tokens), name="pbmc-random", sha256="0" * 64).save(path)
+    return oc.models.load(path, device="cpu")
+
+
+@pytest.fixture
+def pbmc() -> ad.AnnData:
+    """scanpy's pbmc68k_reduced with stand-in Ensembl ids in var['gene_id'] and raw.var['gene_id']
+    (tokenise with use_raw=True, gene_key='gene_id': .X is scaled, .raw holds log-normalised values)."""
+    import scanpy as sc
+
+    adata = sc.datasets.pbmc68k_reduced()
+    adata.var[PBMC_GENE_IDS] = _pbmc_gene_ids(adata.n_vars)
+    adata.raw.var[PBMC_GENE_IDS] = adata.var[PBMC_GENE_IDS].to_numpy()
+    return adata

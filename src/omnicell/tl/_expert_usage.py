@@ -1,0 +1,174 @@
+"""``oc.tl.expert_usage``: routing of the MoE value embedder per gene, per cell and per group."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from mudata import MuData
+
+from .. import _keys
+from .._provenance import write_record
+from .._settings import settings
+from .._validate import resolve_modality
+from ..models import OmniCellModel
+from ._gene_states import gene_index, group_codes, token_genes
+from ._inference import plan_inference
+
+__all__ = ["expert_usage", "expert_zscores", "gene_routing"]
+
+logger = logging.getLogger("omnicell")
+
+
+def gene_routing(model: OmniCellModel, token_ids: np.ndarray, *, weights: str = "probability") -> np.ndarray:
+    """(len(token_ids), R) routing of each gene token: softmax probabilities or the top-k weights used.
+
+    The router sees only the gene embedding, so this is what the model routes for the gene in
+    every cell (the same as ``ForwardOutput.routing`` at the gene's tokens).
+    """
+    embedder = model.network.embedder
+    with torch.inference_mode():
+        table = embedder.gene_embedding.weight[torch.as_tensor(token_ids, device=model.device)]
+        probabilities, top = embedder.value_embedding.routing(table)
+        if weights == "topk":
+            probabilities = torch.zeros_like(probabilities).scatter(-1, top, probabilities.gather(-1, top))
+    return probabilities.float().cpu().numpy()
+
+
+def expert_zscores(
+    usage: np.ndarray, codes: np.ndarray, labels: pd.Index, n_experts: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean usage of each expert per group (cells with a usage only) and its z-score across groups."""
+    valid = (codes >= 0) & np.isfinite(usage).all(1)
+    sums = np.zeros((len(labels), n_experts))
+    np.add.at(sums, codes[valid], usage[valid])
+    counts = np.bincount(codes[valid], minlength=len(labels))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts[:, None]
+    experts = [f"Expert_{i}" for i in range(n_experts)]
+    mean = pd.DataFrame(means, index=pd.Index(labels, name="group"), columns=experts)
+    populated = mean.dropna()
+    spread = populated.std(axis=0, ddof=0).replace(0.0, np.nan)
+    zscore = ((mean - populated.mean(axis=0)) / spread).fillna(0.0).where(mean.notna())
+    return mean, zscore
+
+
+def expert_usage(
+    adata: AnnData | MuData,
+    groupby: str,
+    model: OmniCellModel | str | os.PathLike | None = None,
+    *,
+    weights: Literal["probability", "topk"] = "probability",
+    key_added: str = _keys.EXPERTS,
+    batch_size: int | None = None,
+    mod: str = "rna",
+    copy: bool = False,
+) -> AnnData | MuData | None:
+    """How the MoE value embedder routes each gene, and how much each cell and group uses each expert.
+
+    The router of the value embedder sees only the gene's identity embedding, so a gene's
+    routing probabilities over the R routed experts are the same in every cell. A cell's usage is
+    the mean routing of the genes it expresses among those in its sequence (the tokens the
+    model embeds with a non-zero value); a group's usage is the mean over its cells, and the
+    z-score standardises each expert across groups (the paper's Figure 3G; plot it with
+    :func:`omnicell.pl.expert_heatmap`). No forward pass is needed: only the sequences are built.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes, as given to :func:`omnicell.pp.tokenize` (run with its defaults if not yet).
+    groupby
+        ``obs`` column with the groups (e.g. cell types).
+    model
+        Model object, registry name or folder; None uses ``oc.settings.default_model``.
+    weights
+        ``"probability"``: the router's softmax over all routed experts; ``"topk"``: the weights
+        the model actually applies (probabilities of the top-k experts, others 0).
+    key_added
+        Key of the per-cell (``obsm``) and per-gene (``varm``) results.
+    batch_size
+        Cells per batch of sequences; None uses ``oc.settings.batch_size``.
+    mod
+        Modality of a MuData.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    None, or a copy of ``adata`` when ``copy=True``. Writes
+
+    ``adata.varm[key_added]``
+        (n_vars, R) routing of each tokenised gene; NaN rows for other genes.
+    ``adata.obsm[key_added]``
+        (n_obs, R) mean routing over each cell's expressed genes; NaN for a cell with none.
+    ``adata.uns['omnicell']['expert_usage']``
+        ``groupby``, ``mean`` (groups x experts DataFrame of mean usage), ``zscore`` (the same,
+        standardised per expert across groups), ``n_cells`` per group, parameters and the model
+        identity.
+    """
+    container, adata = resolve_modality(adata, mod, "expert_usage")
+    if weights not in ("probability", "topk"):
+        raise ValueError(f"weights must be 'probability' or 'topk', got {weights!r}.")
+    codes, labels = group_codes(adata, groupby)
+    if copy:
+        container = container.copy() if container is not None else None
+        adata = container.mod[mod] if container is not None else adata.copy()
+    plan = plan_inference(adata, model, batch_size=batch_size, device="cpu", precision="float32")
+    index = gene_index(adata, plan)
+    started = time.perf_counter()
+    routing = gene_routing(plan.model, index.token_ids, weights=weights)  # (G, R)
+    n_experts = routing.shape[1]
+    sums = np.zeros((adata.n_obs, n_experts))
+    counts = np.zeros(adata.n_obs)
+    progress = tqdm(total=plan.n_obs, unit="cell", desc="expert_usage", disable=not settings.progress_bar)
+    with progress:
+        for start in range(0, plan.n_obs, plan.batch_size):
+            focal = np.arange(start, min(start + plan.batch_size, plan.n_obs))
+            batch = plan.token_batch(focal)
+            candidate = token_genes(index, batch.tokens, batch.cell_index)
+            b, t = np.nonzero((candidate >= 0) & batch.expressed)
+            np.add.at(sums, focal[b], routing[candidate[b, t]])
+            np.add.at(counts, focal[b], 1)
+            progress.update(len(focal))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        usage = (sums / counts[:, None]).astype(np.float32)
+    mean, zscore = expert_zscores(usage, codes, labels, n_experts)
+
+    per_gene = np.full((adata.n_vars, n_experts), np.nan, dtype=np.float32)
+    rows = index.var_rows
+    per_gene[rows[rows >= 0]] = routing[rows >= 0]
+    adata.varm[key_added] = per_gene
+    adata.obsm[key_added] = usage
+    write_record(
+        adata,
+        "expert_usage",
+        {
+            "groupby": groupby,
+            "weights": weights,
+            "key_added": key_added,
+            "mean": mean,
+            "zscore": zscore,
+            "n_cells": np.bincount(codes[(codes >= 0) & (counts > 0)], minlength=len(labels)),
+            "n_empty_cells": int((counts == 0).sum()),
+            "n_experts": n_experts,
+            **plan.model.identity(),
+        },
+    )
+    logger.info(
+        "expert_usage: %d cells, %d groups in %.1fs; added .obsm[%r], .varm[%r], .uns['omnicell']['expert_usage']",
+        adata.n_obs, len(labels), time.perf_counter() - started, key_added, key_added,
+    )  # fmt: skip
+    if container is not None:
+        container.update()
+    if copy:
+        return container if container is not None else adata
+    return None
