@@ -48,19 +48,25 @@ bfloat16
 
 from __future__ import annotations
 
-import argparse
+import os
+import sys
+
+# Keep this folder off the import path: benchmarks/tokenize.py would shadow the standard library's
+# tokenize module, which inspect (and so torch) imports.
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _here]
+
+import argparse  # noqa: E402
 import copy
 import dataclasses
 import datetime
 import json
 import math
-import os
 import platform
 import resource
 import shlex
 import statistics
 import subprocess
-import sys
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
