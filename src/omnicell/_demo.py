@@ -24,7 +24,7 @@ LABELS = "bulk_labels"
 
 
 def pbmc68k_counts() -> AnnData:
-    """scanpy's pbmc68k_reduced with its integer counts recovered from ``.raw`` (log1p CP10k)."""
+    """The pbmc68k_reduced data of scanpy, with its integer counts recovered from ``.raw`` (log1p CP10k)."""
     import scanpy as sc
 
     reduced = sc.datasets.pbmc68k_reduced()

@@ -20,9 +20,9 @@ __all__ = [
     "check_coordinates",
     "check_matrix_values",
     "check_unique_var_names",
-    "get_matrix",
     "describe_var_names",
     "expression_source",
+    "get_matrix",
     "resolve_modality",
     "update_mudata",
 ]

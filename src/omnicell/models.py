@@ -405,7 +405,7 @@ def _write_own(model: OmniCellModel, dst: Path, *, overwrite: bool, extra_card: 
             "",
             "OmniCell checkpoint in omnicell's format (load with `omnicell.models.load(PATH)`).",
             "",
-            f"- created: {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}",
+            f"- created: {_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}",
             f"- omnicell version: {__version__}",
             f"- converted from: {model.source or 'memory'} (weights sha256 {model.sha256})",
             f"- parameters: {model.n_parameters:,}; layers {model.config.num_layers}, d_model {model.config.d_model}",

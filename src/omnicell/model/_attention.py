@@ -91,6 +91,7 @@ class SelfAttention(nn.Module):
         rotary: tuple[torch.Tensor, torch.Tensor] | None,
         padding_mask: torch.Tensor | None,
         backend: str,
+        *,
         return_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend over ``x`` (B, T, d).

@@ -61,9 +61,12 @@ class Block(nn.Module):
         rotary: tuple[torch.Tensor, torch.Tensor] | None,
         padding_mask: torch.Tensor | None,
         backend: str,
+        *,
         return_weights: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.self_attn(self.norm_attn(x), rotary, padding_mask, backend, return_weights)
+        attended, weights = self.self_attn(
+            self.norm_attn(x), rotary, padding_mask, backend, return_weights=return_weights
+        )
         x = x + self.dropout(attended)
         x = x + self.dropout(self.ffn(self.norm_ffn(x)))
         return x, weights
@@ -174,7 +177,7 @@ class OmniCell(nn.Module):
             rotary = self.rotary.angles(positions)
         attentions: list[torch.Tensor] | None = [] if return_attention else None
         for layer in self.layers:
-            x, weights = layer(x, rotary, padding_mask, self.attention_backend, return_attention)
+            x, weights = layer(x, rotary, padding_mask, self.attention_backend, return_weights=return_attention)
             if attentions is not None and weights is not None:
                 attentions.append(weights)
         balance = load_balance_loss(probabilities, top_indices, padding_mask)

@@ -175,9 +175,9 @@ def tokenize(
         adata = container.mod[mod] if container is not None else adata.copy()
     selected = np.zeros(len(var), dtype=bool)
     selected[candidates] = True
-    _write_var(adata, var, _keys.VAR_GENE_ID, mapping.gene_ids, use_raw, "")
-    _write_var(adata, var, _keys.VAR_TOKEN, token_ids, use_raw, -1)
-    _write_var(adata, var, _keys.VAR_SELECTED, selected, use_raw, False)
+    _write_var(adata, var, _keys.VAR_GENE_ID, mapping.gene_ids, use_raw=use_raw, missing="")
+    _write_var(adata, var, _keys.VAR_TOKEN, token_ids, use_raw=use_raw, missing=-1)
+    _write_var(adata, var, _keys.VAR_SELECTED, selected, use_raw=use_raw, missing=False)
     if neighbors is not None:
         adata.obsm[_keys.OBSM_NEIGHBORS] = neighbors
     else:
@@ -239,7 +239,7 @@ class _ChunkProgress:
             self.bar.update(n)
 
 
-def _write_var(adata: AnnData, var: pd.DataFrame, key: str, values: np.ndarray, use_raw: bool, missing) -> None:
+def _write_var(adata: AnnData, var: pd.DataFrame, key: str, values: np.ndarray, *, use_raw: bool, missing) -> None:
     """Write a per-gene column; from ``.raw``, align it to ``adata.var_names`` (``missing`` elsewhere)."""
     if not use_raw:
         adata.var[key] = values
