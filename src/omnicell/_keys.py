@@ -43,3 +43,21 @@ EXPERTS = "omnicell_experts"
 
 IMPORTANCE = "omnicell_importance"
 """``layers`` (per cell, sparse) and ``varm`` (per group) key of attention-derived gene importance."""
+
+CLUSTERS = "omnicell_leiden"
+"""``obs`` column of the best Leiden clustering of ``oc.tl.evaluate_clustering``."""
+
+DOMAIN = "omnicell_domain"
+"""``obs`` column of spatial domains (``oc.tl.spatial_domains``)."""
+
+LABEL = "omnicell_label"
+"""``obs`` column of predicted cell types (``oc.tl.annotate``)."""
+
+PROBABILITIES_SUFFIX = "_probabilities"
+"""``obsm[LABEL + PROBABILITIES_SUFFIX]``: class probabilities (DataFrame, one column per class)."""
+
+PROPORTIONS = "omnicell_proportions"
+"""``obsm`` key (DataFrame, one column per cell type) of deconvolved proportions (``oc.tl.deconvolve``)."""
+
+DOMINANT_TYPE = "omnicell_dominant_type"
+"""``obs`` column of each spot's dominant cell type (``oc.tl.deconvolve``)."""

@@ -1,0 +1,205 @@
+"""``oc.tl.dropout_robustness``: the paper's noise experiment (progressive dropout, re-embed, Leiden NMI)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+
+if TYPE_CHECKING:
+    from mudata import MuData
+
+from .. import _keys
+from .._provenance import get_record, write_record
+from .._settings import settings
+from .._validate import expression_source, resolve_modality
+from ..data import read_csr
+from ..models import OmniCellModel, resolve_model
+from ._cell_tasks import agreement, copy_target, finish, get_labels, knn_graph, leiden
+from ._inference import Precision
+
+__all__ = ["dropout_robustness", "tokenised_matrix"]
+
+logger = logging.getLogger("omnicell")
+
+DEFAULT_RATES = tuple(round(0.05 * i, 2) for i in range(20))
+"""0.0, 0.05, ..., 0.95: the paper's grid without 1.0 (where every cell is empty)."""
+
+_CHUNK_ROWS = 4096
+
+
+def tokenised_matrix(adata: AnnData) -> tuple[sp.csr_matrix, dict]:
+    """The cells x tokenised genes matrix that :func:`omnicell.pp.tokenize` recorded, and the record."""
+    record = get_record(adata, "tokenize")
+    matrix, var, _ = expression_source(adata, layer=record.get("layer"), use_raw=bool(record.get("use_raw", False)))
+    columns = var.index.get_indexer(np.asarray(record["genes"], dtype=str))
+    if (columns < 0).any():
+        raise ValueError(
+            "Some genes chosen by tokenize are no longer in adata (subset since?). Run oc.pp.tokenize again."
+        )
+    blocks = [
+        read_csr(matrix, np.arange(start, min(start + _CHUNK_ROWS, adata.n_obs)), columns)
+        for start in range(0, adata.n_obs, _CHUNK_ROWS)
+    ]
+    return sp.vstack(blocks, format="csr"), record
+
+
+def _noisy_anndata(adata: AnnData, values: sp.csr_matrix, record: dict) -> AnnData:
+    """An AnnData holding only what ``embed_cells`` reads: the perturbed tokenised genes and the tokenisation."""
+    genes = np.asarray(record["genes"], dtype=str)
+    noisy = AnnData(X=values, obs=adata.obs.copy(), var=pd.DataFrame(index=pd.Index(genes)))
+    tokenize = dict(record)
+    tokenize["use_raw"], tokenize["layer"] = False, None
+    tokenize.pop("omnicell_version", None)
+    noisy.uns[_keys.UNS] = {"tokenize": tokenize}
+    if bool(record.get("spatial", False)):
+        noisy.obsm[_keys.OBSM_NEIGHBORS] = np.asarray(adata.obsm[_keys.OBSM_NEIGHBORS])
+        noisy.obsm[str(record["spatial_key"])] = np.asarray(adata.obsm[str(record["spatial_key"])])
+    return noisy
+
+
+def dropout_robustness(
+    adata: AnnData | MuData,
+    model: OmniCellModel | str | os.PathLike | None = None,
+    *,
+    label_key: str,
+    rates: Sequence[float] | None = None,
+    resolution: float = 0.1,
+    n_neighbors: int = 15,
+    embed: Callable[[AnnData], np.ndarray] | None = None,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    precision: Precision = "auto",
+    seed: int | None = None,
+    mod: str = "rna",
+    copy: bool = False,
+) -> AnnData | MuData | None:
+    """How well clusters survive dropout: drop expressed values progressively, re-embed, score Leiden.
+
+    The paper's noise experiment: starting from the matrix :func:`omnicell.pp.tokenize` chose
+    (its genes; tokenised here with its defaults if it was not run), every non-zero value is set
+    to zero with probability ``rate``. The draws are nested: a value dropped at one rate is also
+    dropped at every higher rate. At each rate the cells are embedded again
+    (:func:`omnicell.tl.embed_cells`, its focal-cell embedding), clustered with Leiden at a
+    fixed resolution (0.1 in the paper) on a kNN graph, and the clusters are compared with
+    ``obs[label_key]`` by NMI (the paper's metric) and ARI.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes with labels in ``obs[label_key]``.
+    model
+        Model object, registry name or folder; None uses ``oc.settings.default_model``.
+    label_key
+        ``obs`` column with the reference labels.
+    rates
+        Dropout probabilities; default 0.0, 0.05, ..., 0.95.
+    resolution
+        Leiden resolution used at every rate.
+    n_neighbors
+        Neighbours of the kNN graph.
+    embed
+        Instead of the model, a function mapping the perturbed cells (an AnnData of the
+        tokenised genes, perturbed values in ``.X``, ``obs`` copied) to an (n_obs, d) embedding,
+        e.g. a PCA baseline on the same genes. ``model`` is then only used to tokenise when
+        ``adata`` is not tokenised yet.
+    batch_size, device, precision
+        Forward-pass settings, as in :func:`omnicell.tl.embed_cells`.
+    seed
+        Random seed of the dropout draws, the graphs and Leiden; None uses ``oc.settings.seed``.
+    mod
+        Modality of a MuData.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    None, or a copy of ``adata`` when ``copy=True``. Writes
+
+    ``adata.uns['omnicell']['dropout_robustness']``
+        Parameters and ``table``: a DataFrame with one row per rate (``rate``, ``nmi``, ``ari``,
+        ``n_clusters``, ``n_empty_cells`` (cells left with no expressed selected gene),
+        ``fraction_kept`` (share of the non-zero values kept)).
+    """
+    from .._validate import check_adata
+    from ._embed_cells import embed_cells
+
+    container, adata = resolve_modality(adata, mod, "dropout_robustness")
+    labels = get_labels(adata, label_key, "dropout_robustness")
+    rates = [float(r) for r in (DEFAULT_RATES if rates is None else rates)]
+    if not rates or any(not 0.0 <= r <= 1.0 for r in rates):
+        raise ValueError(f"rates must be a non-empty list of probabilities in [0, 1], got {rates!r}.")
+    if float(resolution) <= 0:
+        raise ValueError(f"resolution must be positive, got {resolution}.")
+    if embed is not None and not callable(embed):
+        raise TypeError("embed must be a function mapping an AnnData to an (n_obs, d) array, or None.")
+    if not 2 <= int(n_neighbors) < adata.n_obs:
+        raise ValueError(f"n_neighbors must lie in [2, n_obs - 1 = {adata.n_obs - 1}], got {n_neighbors}.")
+    seed = int(settings.seed if seed is None else seed)
+    if copy:
+        container, adata = copy_target(container, adata, mod)
+    loaded = resolve_model(model) if embed is None or get_record(adata, "tokenize") is None else None
+    if get_record(adata, "tokenize") is None:
+        from ..pp import tokenize
+
+        tokenize(adata, loaded)
+    check_adata(adata, "dropout_robustness")
+    values, record = tokenised_matrix(adata)
+    draws = np.random.default_rng(seed).random(values.nnz)
+
+    started = time.perf_counter()
+    rows = []
+    for rate in rates:
+        kept = values.copy()
+        kept.data = np.where(draws >= rate, kept.data, 0.0)
+        kept.eliminate_zeros()
+        noisy = _noisy_anndata(adata, kept, record)
+        n_empty = int((np.diff(kept.indptr) == 0).sum())
+        if embed is None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*express none of the", category=UserWarning)
+                embed_cells(noisy, loaded, batch_size=batch_size, device=device, precision=precision)
+            embedding = noisy.obsm[_keys.EMBEDDING]
+        else:
+            embedding = np.asarray(embed(noisy), dtype=np.float32)
+            if embedding.ndim != 2 or embedding.shape[0] != adata.n_obs:
+                raise ValueError(f"embed returned shape {embedding.shape}; expected ({adata.n_obs}, d).")
+        connectivities = knn_graph(embedding, n_neighbors=int(n_neighbors), metric="euclidean", seed=seed)
+        codes = leiden(connectivities, resolution=float(resolution), seed=seed)
+        ari, nmi = agreement(labels, codes)
+        rows.append(
+            {
+                "rate": rate, "nmi": nmi, "ari": ari, "n_clusters": int(codes.max()) + 1, "n_empty_cells": n_empty,
+                "fraction_kept": kept.nnz / max(values.nnz, 1),
+            }
+        )  # fmt: skip
+        logger.info("dropout_robustness: rate %.2f, NMI %.3f", rate, nmi)
+    table = pd.DataFrame(rows)
+    table.index = table.index.astype(str)
+    identity = (
+        loaded.identity() if loaded is not None and embed is None else {"embed": getattr(embed, "__name__", "custom")}
+    )
+    write_record(
+        adata,
+        "dropout_robustness",
+        {
+            "label_key": label_key,
+            "rates": rates,
+            "resolution": float(resolution),
+            "n_neighbors": int(n_neighbors),
+            "seed": seed,
+            "table": table,
+            **identity,
+        },
+    )
+    logger.info("dropout_robustness: %d rates in %.1fs", len(rates), time.perf_counter() - started)
+    return finish(container, adata, copy=copy)
