@@ -18,6 +18,7 @@ from .data import check_values, read_csr
 __all__ = [
     "check_adata",
     "check_coordinates",
+    "check_libraries",
     "check_matrix_values",
     "check_unique_var_names",
     "describe_var_names",
@@ -122,6 +123,15 @@ def check_coordinates(adata: AnnData, spatial_key: str) -> np.ndarray:
     if not np.isfinite(coordinates).all():
         raise ValueError(f"adata.obsm[{spatial_key!r}] contains NaN or infinite coordinates; fix or drop those cells.")
     return coordinates
+
+
+def check_libraries(adata: AnnData, library_key: str | None) -> np.ndarray | None:
+    """Section label of each cell from ``obs[library_key]`` (as str), or None without a key."""
+    if library_key is None:
+        return None
+    if library_key not in adata.obs:
+        raise KeyError(f"library_key {library_key!r} is not an obs column; available: {list(adata.obs.columns)}.")
+    return adata.obs[library_key].astype(str).to_numpy()
 
 
 def check_matrix_values(matrix, columns: np.ndarray, *, where: str, chunk_rows: int = 2048) -> None:

@@ -16,6 +16,7 @@ from .._provenance import write_record
 from .._settings import settings
 from .._validate import (
     check_coordinates,
+    check_libraries,
     check_matrix_values,
     check_unique_var_names,
     describe_var_names,
@@ -254,11 +255,7 @@ def _spatial_neighbors(
     coordinates = check_coordinates(adata, spatial_key)
     if int(n_neighbors) < 1:
         raise ValueError(f"n_neighbors must be at least 1, got {n_neighbors!r}.")
-    libraries = None
-    if library_key is not None:
-        if library_key not in adata.obs:
-            raise KeyError(f"library_key {library_key!r} is not an obs column; available: {list(adata.obs.columns)}.")
-        libraries = adata.obs[library_key].astype(str).to_numpy()
+    libraries = check_libraries(adata, library_key)
     if neighbors_key is None:
         neighbors = spatial_knn(coordinates, int(n_neighbors), libraries=libraries)
     else:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 from .. import _keys
 from .._provenance import write_record
 from .._settings import settings
-from .._validate import check_coordinates, resolve_modality
+from .._validate import check_coordinates, check_libraries, resolve_modality
 from ..data import spatial_knn
 from ._cell_tasks import as_categorical, copy_target, finish, get_representation, knn_graph, leiden, search_resolution
 
@@ -198,11 +198,7 @@ def neighborhood_average(
     coordinates = check_coordinates(adata, spatial_key)
     if int(n_neighbors) < 1:
         raise ValueError(f"n_neighbors must be at least 1, got {n_neighbors}.")
-    libraries = None
-    if library_key is not None:
-        if library_key not in adata.obs:
-            raise KeyError(f"library_key {library_key!r} is not an obs column; available: {list(adata.obs.columns)}.")
-        libraries = adata.obs[library_key].astype(str).to_numpy()
+    libraries = check_libraries(adata, library_key)
     key_added = key_added if key_added is not None else use_rep + _keys.NICHE_SUFFIX
     neighbors = spatial_knn(coordinates, int(n_neighbors), libraries=libraries)
     window = np.concatenate([np.arange(adata.n_obs)[:, None], neighbors], axis=1)
