@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     import omnicell as oc
     from omnicell.tl._gene_states import collect_cell_gene_embeddings, gene_index
     from omnicell.tl._gpr_gnn import gcn_propagation, knn_kernel_graph
-    from omnicell.tl._inference import plan_inference
+    from omnicell._loader import plan_inference
 
     oc.settings.progress_bar = False
     print(f"omnicell {oc.__version__}, torch {torch.__version__}, {platform.platform()}, {args.threads} thread(s)")

@@ -8,7 +8,7 @@ from anndata import AnnData
 from .._provenance import get_record
 from ..data import TokenBatch
 from ..models import OmniCellModel
-from ..tl._inference import plan_inference
+from .._loader import plan_inference
 
 __all__ = ["token_batch"]
 

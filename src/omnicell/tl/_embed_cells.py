@@ -20,7 +20,7 @@ from .._provenance import write_record
 from .._validate import resolve_modality, update_mudata
 from ..model import pool_cells
 from ..models import OmniCellModel
-from ._inference import InferencePlan, Precision, plan_inference
+from .._loader import InferencePlan, Precision, plan_inference
 
 __all__ = ["embed_cells"]
 

@@ -33,7 +33,7 @@ from ._gene_states import (
     token_genes,
 )
 from ._gpr_gnn import gcn_propagation, knn_kernel_graph, train_gene_embeddings
-from ._inference import InferencePlan, Precision, plan_inference
+from .._loader import InferencePlan, Precision, plan_inference
 
 __all__ = ["embed_genes"]
 

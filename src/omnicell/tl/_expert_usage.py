@@ -22,7 +22,7 @@ from .._settings import settings
 from .._validate import resolve_modality
 from ..models import OmniCellModel
 from ._gene_states import gene_index, group_codes, token_genes
-from ._inference import plan_inference
+from .._loader import plan_inference
 
 __all__ = ["expert_usage", "expert_zscores", "gene_routing"]
 

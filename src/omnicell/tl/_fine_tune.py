@@ -25,7 +25,7 @@ from ..train._masking import MaskingConfig, mask_batch
 from ..train._pretrain import LOG_COLUMNS, step_batches
 from ..train._stream import CellStream, StreamSource
 from ..train._trainer import OptimizerConfig, Trainer, evaluate_masked_loss
-from ._inference import Precision, plan_inference
+from .._loader import Precision, plan_inference
 
 if TYPE_CHECKING:
     from mudata import MuData

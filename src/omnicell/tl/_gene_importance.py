@@ -24,7 +24,7 @@ from .._validate import resolve_modality
 from ..model import OmniCell
 from ..models import OmniCellModel
 from ._gene_states import gene_index, group_codes, token_genes
-from ._inference import Precision, plan_inference
+from .._loader import Precision, plan_inference
 
 __all__ = ["gene_importance", "importance_roc"]
 

@@ -27,7 +27,7 @@ from anndata import AnnData
 from .._provenance import get_record
 from ..data import read_csr
 from ..model import pool_cells
-from ._inference import InferencePlan
+from .._loader import InferencePlan
 
 __all__ = [
     "CellGeneEmbeddings",

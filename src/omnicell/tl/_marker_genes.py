@@ -31,7 +31,7 @@ from ._gene_states import (
     group_codes,
     iter_gene_blocks,
 )
-from ._inference import Precision, plan_inference
+from .._loader import Precision, plan_inference
 
 __all__ = ["marker_genes", "wasserstein_one_vs_rest"]
 

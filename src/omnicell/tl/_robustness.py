@@ -25,7 +25,7 @@ from .._validate import expression_source, resolve_modality
 from ..data import read_csr
 from ..models import OmniCellModel, resolve_model
 from ._cell_tasks import agreement, copy_target, finish, get_labels, knn_graph, leiden
-from ._inference import Precision
+from .._loader import Precision
 
 __all__ = ["dropout_robustness", "tokenised_matrix"]
 

@@ -1,7 +1,7 @@
 """Streaming training cells from many (backed) AnnData files.
 
 Every file is tokenised exactly as for inference (:func:`omnicell.pp.tokenize`, then the
-:class:`~omnicell.tl._inference.InferencePlan` that :func:`omnicell.tl.embed_cells` uses), so a
+:class:`~omnicell._loader.InferencePlan` that :func:`omnicell.tl.embed_cells` uses), so a
 training sequence is the sequence the model will later see for that cell; spatial files give
 focal-plus-neighbours windows.
 
@@ -42,7 +42,7 @@ class StreamSource:
     Attributes
     ----------
     plan
-        An :class:`~omnicell.tl._inference.InferencePlan` (anything with ``token_batch(rows)``).
+        An :class:`~omnicell._loader.InferencePlan` (anything with ``token_batch(rows)``).
     rows
         The rows (focal cells) that take part, e.g. the training split; all rows when None.
     name
@@ -103,7 +103,7 @@ def open_h5ad_source(
     import anndata as ad
 
     from ..pp import tokenize
-    from ..tl._inference import plan_inference
+    from .._loader import plan_inference
 
     path = os.fspath(path)
     if not os.path.exists(path):

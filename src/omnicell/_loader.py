@@ -1,4 +1,8 @@
-"""The forward loop shared by every tool that runs the model over the cells of an AnnData."""
+"""The loader shared by every tool that runs the model over the cells of an AnnData (tl, get, train).
+
+It sits below `tl` and `train`: both plan a pass over a tokenised AnnData here and read token
+batches from it, so neither reaches into the other.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,13 @@ import torch
 from anndata import AnnData
 from tqdm.auto import tqdm
 
-from .. import _keys
-from .._provenance import get_record
-from .._settings import settings
-from .._validate import check_coordinates, expression_source
-from ..data import TokenBatch, batch_for_cells
-from ..model import ForwardOutput
-from ..models import OmniCellModel, resolve_device, resolve_model
+from . import _keys
+from ._provenance import get_record
+from ._settings import settings
+from ._validate import check_coordinates, expression_source
+from .data import TokenBatch, batch_for_cells
+from .model import ForwardOutput
+from .models import OmniCellModel, resolve_device, resolve_model
 
 __all__ = ["InferencePlan", "Precision", "plan_inference"]
 
@@ -134,7 +138,7 @@ def plan_inference(
     loaded = resolve_model(model)
     record = get_record(adata, "tokenize")
     if record is None:
-        from ..pp import tokenize
+        from .pp import tokenize
 
         tokenize(adata, loaded)
         record = get_record(adata, "tokenize")
