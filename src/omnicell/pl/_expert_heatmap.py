@@ -8,8 +8,7 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 
 from .. import _keys
-from ..tl._expert_usage import expert_zscores
-from ..tl._gene_states import group_codes
+from .._groups import expert_zscores, group_codes
 from ._utils import savefig_or_show
 
 __all__ = ["expert_heatmap"]

@@ -10,8 +10,8 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 
 from .. import _keys
+from .._groups import group_codes
 from .._provenance import get_record
-from ..tl._gene_states import group_codes
 from ._utils import savefig_or_show
 
 __all__ = ["gene_modules"]

@@ -8,7 +8,6 @@ import time
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 import torch
 from anndata import AnnData
 from tqdm.auto import tqdm
@@ -17,14 +16,15 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._groups import expert_zscores
+from .._loader import plan_inference
 from .._provenance import write_record
 from .._settings import settings
 from .._validate import resolve_modality
 from ..models import OmniCellModel
 from ._gene_states import gene_index, group_codes, token_genes
-from .._loader import plan_inference
 
-__all__ = ["expert_usage", "expert_zscores", "gene_routing"]
+__all__ = ["expert_usage", "gene_routing"]
 
 logger = logging.getLogger("omnicell")
 
@@ -42,24 +42,6 @@ def gene_routing(model: OmniCellModel, token_ids: np.ndarray, *, weights: str = 
         if weights == "topk":
             probabilities = torch.zeros_like(probabilities).scatter(-1, top, probabilities.gather(-1, top))
     return probabilities.float().cpu().numpy()
-
-
-def expert_zscores(
-    usage: np.ndarray, codes: np.ndarray, labels: pd.Index, n_experts: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mean usage of each expert per group (cells with a usage only) and its z-score across groups."""
-    valid = (codes >= 0) & np.isfinite(usage).all(1)
-    sums = np.zeros((len(labels), n_experts))
-    np.add.at(sums, codes[valid], usage[valid])
-    counts = np.bincount(codes[valid], minlength=len(labels))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / counts[:, None]
-    experts = [f"Expert_{i}" for i in range(n_experts)]
-    mean = pd.DataFrame(means, index=pd.Index(labels, name="group"), columns=experts)
-    populated = mean.dropna()
-    spread = populated.std(axis=0, ddof=0).replace(0.0, np.nan)
-    zscore = ((mean - populated.mean(axis=0)) / spread).fillna(0.0).where(mean.notna())
-    return mean, zscore
 
 
 def expert_usage(

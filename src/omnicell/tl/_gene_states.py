@@ -19,15 +19,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
+from .._groups import group_codes  # re-exported for the gene-level tools
+from .._loader import InferencePlan
 from .._provenance import get_record
 from ..data import read_csr
 from ..model import pool_cells
-from .._loader import InferencePlan
 
 __all__ = [
     "CellGeneEmbeddings",
@@ -101,31 +101,6 @@ def token_genes(index: GeneIndex, tokens: np.ndarray, cell_index: np.ndarray) ->
         slots = np.broadcast_to(np.arange(tokens.shape[1]) - 1, tokens.shape)
         return np.where(focal, slots, -1)
     return np.where(focal, index.lookup[np.clip(tokens, 0, len(index.lookup) - 1)], -1)
-
-
-def group_codes(adata: AnnData, groupby: str, groups: Sequence[str] | None = None) -> tuple[np.ndarray, pd.Index]:
-    """Integer code of each cell's group (-1 for cells outside ``groups`` or NaN) and the group labels."""
-    if groupby not in adata.obs:
-        raise KeyError(f"groupby {groupby!r} is not an obs column; available: {list(adata.obs.columns)}.")
-    column = adata.obs[groupby]
-    if not isinstance(column.dtype, pd.CategoricalDtype):
-        column = column.astype(str).astype("category") if column.notna().all() else column.astype("category")
-    labels = pd.Index(column.cat.categories.astype(str))
-    codes = column.cat.codes.to_numpy().astype(np.int64)
-    present = np.bincount(codes[codes >= 0], minlength=len(labels)) > 0
-    keep = present.copy()
-    if groups is not None:
-        wanted = pd.Index([str(g) for g in groups])
-        missing = wanted.difference(labels)
-        if len(missing):
-            raise ValueError(
-                f"groups {list(missing)} are not categories of obs[{groupby!r}]; categories: {list(labels)}."
-            )
-        keep &= labels.isin(wanted)
-    remap = np.full(len(labels), -1, dtype=np.int64)
-    remap[keep] = np.arange(int(keep.sum()))
-    codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
-    return codes, labels[keep]
 
 
 def expression_columns(plan: InferencePlan, candidates: np.ndarray, *, chunk_rows: int = 4096) -> sp.csc_matrix:
