@@ -25,7 +25,7 @@ from .data import TokenBatch, batch_for_cells
 from .model import ForwardOutput
 from .models import OmniCellModel, resolve_device, resolve_model
 
-__all__ = ["InferencePlan", "Precision", "plan_inference"]
+__all__ = ["InferencePlan", "Precision", "check_options", "plan_inference"]
 
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -117,6 +117,23 @@ class InferencePlan:
                 progress.update(len(focal))
 
 
+def check_options(
+    *, batch_size: int | None, device: str | torch.device | None, precision: Precision
+) -> tuple[int, torch.device, torch.dtype | None]:
+    """``(batch size, device, autocast dtype)`` of a pass, or a clear error (before anything is written)."""
+    batch_size = int(batch_size if batch_size is not None else settings.batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    torch_device = resolve_device(device)
+    if precision == "auto":
+        autocast_dtype = torch.bfloat16 if torch_device.type == "cuda" else None
+    else:
+        autocast_dtype = None if precision == "float32" else getattr(torch, precision)
+    return batch_size, torch_device, autocast_dtype
+
+
 def plan_inference(
     adata: AnnData,
     model: OmniCellModel | str | os.PathLike | None,
@@ -125,23 +142,16 @@ def plan_inference(
     device: str | torch.device | None,
     precision: Precision,
 ) -> InferencePlan:
-    """Validate ``adata`` against its tokenisation and ``model``; run ``tokenize`` if it was not.
+    """Validate ``adata`` against its tokenisation and ``model``; writes nothing.
 
-    Raises before anything is written, except the tokenisation record that ``tokenize`` itself
-    writes when it had not been run.
+    ``adata`` must have been tokenised (:func:`omnicell.pp.tokenize`); the tools that tokenise
+    with the defaults when it was not do so before calling this (``tl._tokenized``).
     """
-    batch_size = int(batch_size if batch_size is not None else settings.batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    batch_size, torch_device, autocast_dtype = check_options(batch_size=batch_size, device=device, precision=precision)
     loaded = resolve_model(model)
     record = get_record(adata, "tokenize")
     if record is None:
-        from .pp import tokenize
-
-        tokenize(adata, loaded)
-        record = get_record(adata, "tokenize")
+        raise KeyError("adata has not been tokenised; run oc.pp.tokenize(adata, model) first.")
     if record["vocab_sha256"] != loaded.vocab.sha256():
         raise ValueError(
             f"adata was tokenised with model {record['model']!r}, whose vocabulary differs from that of "
@@ -166,11 +176,6 @@ def plan_inference(
                 f"obsm[{_keys.OBSM_NEIGHBORS!r}] does not fit the cells (subset since?); run oc.pp.tokenize again."
             )
         coordinates = check_coordinates(adata, str(record["spatial_key"])) * float(record.get("coord_scale", 1.0))
-    torch_device = resolve_device(device)
-    if precision == "auto":
-        autocast_dtype = torch.bfloat16 if torch_device.type == "cuda" else None
-    else:
-        autocast_dtype = None if precision == "float32" else getattr(torch, precision)
     return InferencePlan(
         model=loaded,
         matrix=matrix,

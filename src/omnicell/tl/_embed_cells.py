@@ -16,11 +16,12 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._loader import InferencePlan, Precision
 from .._provenance import write_record
 from .._validate import resolve_modality, update_mudata
 from ..model import pool_cells
 from ..models import OmniCellModel
-from .._loader import InferencePlan, Precision, plan_inference
+from ._tokenized import plan_tokenized
 
 __all__ = ["embed_cells"]
 
@@ -97,7 +98,7 @@ def embed_cells(
     if copy:
         container = container.copy() if container is not None else None
         adata = container.mod[mod] if container is not None else adata.copy()
-    plan = plan_inference(adata, model, batch_size=batch_size, device=device, precision=precision)
+    plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
     started = time.perf_counter()
     window, n_empty = _embed(plan, projection)
     if n_empty:

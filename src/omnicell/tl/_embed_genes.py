@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._loader import InferencePlan, Precision
 from .._provenance import write_record
 from .._settings import settings
 from .._validate import resolve_modality
@@ -33,7 +34,7 @@ from ._gene_states import (
     token_genes,
 )
 from ._gpr_gnn import gcn_propagation, knn_kernel_graph, train_gene_embeddings
-from .._loader import InferencePlan, Precision, plan_inference
+from ._tokenized import plan_tokenized
 
 __all__ = ["embed_genes"]
 
@@ -187,7 +188,7 @@ def embed_genes(
     if copy:
         container = container.copy() if container is not None else None
         adata = container.mod[mod] if container is not None else adata.copy()
-    plan = plan_inference(adata, model, batch_size=batch_size, device=device, precision=precision)
+    plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
     index = gene_index(adata, plan)
     chosen = _chosen_genes(index, genes)
     basis = plan.model.spectral_basis(float(projection)).to(plan.device) if projection is not None else None

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 
 from .. import _keys
 from .._groups import expert_zscores
-from .._loader import plan_inference
 from .._provenance import write_record
 from .._settings import settings
 from .._validate import resolve_modality
 from ..models import OmniCellModel
 from ._gene_states import gene_index, group_codes, token_genes
+from ._tokenized import plan_tokenized
 
 __all__ = ["expert_usage", "gene_routing"]
 
@@ -104,7 +104,7 @@ def expert_usage(
     if copy:
         container = container.copy() if container is not None else None
         adata = container.mod[mod] if container is not None else adata.copy()
-    plan = plan_inference(adata, model, batch_size=batch_size, device="cpu", precision="float32")
+    plan = plan_tokenized(adata, model, batch_size=batch_size, device="cpu", precision="float32")
     index = gene_index(adata, plan)
     started = time.perf_counter()
     routing = gene_routing(plan.model, index.token_ids, weights=weights)  # (G, R)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from anndata import AnnData
 
+from .._loader import Precision, plan_inference
 from .._provenance import get_record, write_record
 from .._settings import settings
 from .._validate import resolve_modality
@@ -25,10 +26,11 @@ from ..train._masking import MaskingConfig, mask_batch
 from ..train._pretrain import LOG_COLUMNS, step_batches
 from ..train._stream import CellStream, StreamSource
 from ..train._trainer import OptimizerConfig, Trainer, evaluate_masked_loss
-from .._loader import Precision, plan_inference
 
 if TYPE_CHECKING:
     from mudata import MuData
+
+from ._tokenized import ensure_tokenized
 
 __all__ = ["fine_tune"]
 
@@ -156,9 +158,7 @@ def fine_tune(
     else:
         masking_config = MaskingConfig.for_stage(kind, **dict(masking or {}))
     if record is None:
-        from ..pp import tokenize
-
-        tokenize(adata, base, spatial=kind == "spatial")
+        ensure_tokenized(adata, base, spatial=kind == "spatial")
     plan = plan_inference(adata, base, batch_size=micro, device="cpu", precision="float32")
     seed = int(settings.seed if seed is None else seed)
     torch_device = resolve_device(device)

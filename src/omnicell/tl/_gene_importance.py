@@ -19,12 +19,13 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._loader import Precision
 from .._provenance import write_record
 from .._validate import resolve_modality
 from ..model import OmniCell
 from ..models import OmniCellModel
 from ._gene_states import gene_index, group_codes, token_genes
-from .._loader import Precision, plan_inference
+from ._tokenized import plan_tokenized
 
 __all__ = ["gene_importance", "importance_roc"]
 
@@ -134,7 +135,7 @@ def gene_importance(
         from .._settings import settings
 
         batch_size = min(settings.batch_size, 8)
-    plan = plan_inference(adata, model, batch_size=batch_size, device=device, precision=precision)
+    plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
     n_layers = plan.model.config.num_layers
     chosen_layers = list(range(n_layers)) if layers is None else [int(i) for i in layers]
     if not chosen_layers or any(not -n_layers <= i < n_layers for i in chosen_layers):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._loader import Precision
 from .._provenance import write_record
 from .._validate import resolve_modality
 from ..models import OmniCellModel
@@ -31,7 +32,7 @@ from ._gene_states import (
     group_codes,
     iter_gene_blocks,
 )
-from .._loader import Precision, plan_inference
+from ._tokenized import plan_tokenized
 
 __all__ = ["marker_genes", "wasserstein_one_vs_rest"]
 
@@ -176,7 +177,7 @@ def marker_genes(
     if copy:
         container = container.copy() if container is not None else None
         adata = container.mod[mod] if container is not None else adata.copy()
-    plan = plan_inference(adata, model, batch_size=batch_size, device=device, precision=precision)
+    plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
     index = gene_index(adata, plan)
     started = time.perf_counter()
     if store is not None:

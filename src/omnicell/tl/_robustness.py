@@ -19,13 +19,14 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._loader import Precision
 from .._provenance import get_record, write_record
 from .._settings import settings
 from .._validate import expression_source, resolve_modality
 from ..data import read_csr
-from ..models import OmniCellModel, resolve_model
+from ..models import OmniCellModel
 from ._cell_tasks import agreement, copy_target, finish, get_labels, knn_graph, leiden
-from .._loader import Precision
+from ._tokenized import ensure_tokenized
 
 __all__ = ["dropout_robustness", "tokenised_matrix"]
 
@@ -147,11 +148,7 @@ def dropout_robustness(
     seed = int(settings.seed if seed is None else seed)
     if copy:
         container, adata = copy_target(container, adata, mod)
-    loaded = resolve_model(model) if embed is None or get_record(adata, "tokenize") is None else None
-    if get_record(adata, "tokenize") is None:
-        from ..pp import tokenize
-
-        tokenize(adata, loaded)
+    loaded = ensure_tokenized(adata, model) if embed is None or get_record(adata, "tokenize") is None else None
     check_adata(adata, "dropout_robustness")
     values, record = tokenised_matrix(adata)
     draws = np.random.default_rng(seed).random(values.nnz)

@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from .._loader import plan_inference
 from ..data import TokenBatch
+from ..pp import tokenize
 
 __all__ = ["CellStream", "StreamSource", "concat_batches", "open_h5ad_source"]
 
@@ -101,9 +103,6 @@ def open_h5ad_source(
     not modified).
     """
     import anndata as ad
-
-    from ..pp import tokenize
-    from .._loader import plan_inference
 
     path = os.fspath(path)
     if not os.path.exists(path):
