@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import csv
 import dataclasses
 import logging
 import math
@@ -20,12 +20,23 @@ from .._provenance import get_record, write_record
 from .._settings import settings
 from .._validate import resolve_modality
 from ..models import OmniCellModel, resolve_device, resolve_model
-from ..train._checkpoint import weights_sha256
-from ..train._losses import ObjectiveConfig
-from ..train._masking import MaskingConfig, mask_batch
-from ..train._pretrain import LOG_COLUMNS, step_batches
-from ..train._stream import CellStream, StreamSource
-from ..train._trainer import OptimizerConfig, Trainer, evaluate_masked_loss
+from ..train import (
+    CellStream,
+    DistributedContext,
+    LossLog,
+    MaskingConfig,
+    ObjectiveConfig,
+    OptimizerConfig,
+    StepPosition,
+    StepResult,
+    StreamSource,
+    Trainer,
+    evaluate_masked_loss,
+    mask_batch,
+    step_batches,
+    train_loop,
+    weights_sha256,
+)
 
 if TYPE_CHECKING:
     from mudata import MuData
@@ -193,64 +204,44 @@ def fine_tune(
     if precision == "float16":
         raise ValueError("fine_tune supports precision 'auto', 'float32' or 'bfloat16'.")
     trainer = Trainer(network, optimizer, total_steps=total, precision=trainer_precision,
-                      context=_single(torch_device))  # fmt: skip
+                      context=DistributedContext(device=torch_device))  # fmt: skip
     objective = ObjectiveConfig()
 
     heldout = (
         [evaluate_masked_loss(network, validation, device=torch_device, objective=objective)] if validation else []
     )
     train_loss: list[float] = []
-    writer = handle = None
-    if log is not None:
-        handle = open(log, "w", newline="", encoding="utf-8")
-        writer = csv.DictWriter(handle, fieldnames=(*LOG_COLUMNS, "heldout_mlm"))
-        writer.writeheader()
-    from tqdm.auto import tqdm
+    losses: list[float] = []
 
-    progress = tqdm(total=total, unit="step", desc="fine_tune", disable=not settings.progress_bar)
+    def locate(step: int) -> StepPosition:
+        return StepPosition(step, kind, 0, step, step * int(batch_size) / len(train_rows))
+
+    def end_of_epoch(position: StepPosition, result: StepResult) -> dict[str, str] | None:
+        """The held-out loss after the last step of each epoch (a column of that step's log row)."""
+        losses.append(result.mlm)
+        if (position.step + 1) % steps_per_epoch:
+            return None
+        train_loss.append(float(np.mean(losses)))
+        losses.clear()
+        if validation:
+            heldout.append(evaluate_masked_loss(network, validation, device=torch_device, objective=objective))
+        logger.info(
+            "fine_tune: epoch %d: train masked loss %.4f%s", len(train_loss), train_loss[-1],
+            f", held-out {heldout[-1]:.4f} (before: {heldout[0]:.4f})" if heldout else "",
+        )  # fmt: skip
+        return {"heldout_mlm": f"{heldout[-1]:.6f}"} if validation else None
+
     started_all = time.perf_counter()
-    try:
-        step = 0
-        for epoch in range(int(epochs)):
-            losses = []
-            for epoch_step in range(steps_per_epoch):
-                started = time.perf_counter()
-                batches, ids, n_micro = step_batches(
-                    stream, masking_config, seed=seed, stage_index=0, stage_step=step,
-                    cells_per_step=int(batch_size), micro_batch_size=micro,
-                )  # fmt: skip
-                result = trainer.step(batches, ids, n_micro, seed=(seed, 0, step))
-                elapsed = time.perf_counter() - started
-                losses.append(result.mlm)
-                last_of_epoch = epoch_step == steps_per_epoch - 1
-                if last_of_epoch and validation:
-                    heldout.append(evaluate_masked_loss(network, validation, device=torch_device, objective=objective))
-                if writer is not None:
-                    writer.writerow(
-                        {
-                            "step": step, "stage": kind, "stage_step": step,
-                            "epoch": f"{step * int(batch_size) / len(train_rows):.4f}",
-                            "lr": f"{result.lr:.6g}", "loss": f"{result.loss:.6f}", "mlm": f"{result.mlm:.6f}",
-                            "balance": f"{result.balance:.6f}", "alpha": f"{result.alpha:.4g}",
-                            "grad_norm": f"{result.grad_norm:.4f}", "n_masked": result.n_masked,
-                            "sequences": result.n_sequences, "tokens": result.n_tokens, "seconds": f"{elapsed:.4f}",
-                            "sequences_per_s": f"{result.n_sequences / max(elapsed, 1e-9):.3f}",
-                            "heldout_mlm": f"{heldout[-1]:.6f}" if last_of_epoch and validation else "",
-                        }
-                    )  # fmt: skip
-                    handle.flush()
-                progress.set_postfix(loss=f"{result.loss:.4f}", refresh=False)
-                progress.update(1)
-                step += 1
-            train_loss.append(float(np.mean(losses)))
-            logger.info(
-                "fine_tune: epoch %d: train masked loss %.4f%s", epoch + 1, train_loss[-1],
-                f", held-out {heldout[-1]:.4f} (before: {heldout[0]:.4f})" if heldout else "",
-            )  # fmt: skip
-    finally:
-        progress.close()
-        if handle is not None:
-            handle.close()
+    with contextlib.ExitStack() as stack:
+        loss_log = stack.enter_context(LossLog(log, extra_columns=("heldout_mlm",))) if log is not None else None
+        train_loop(
+            trainer, start=0, end=total, seed=seed, locate=locate, log=loss_log, evaluate=end_of_epoch,
+            batches=lambda step: step_batches(
+                stream, masking_config, seed=seed, stage_index=0, stage_step=step,
+                cells_per_step=int(batch_size), micro_batch_size=micro,
+            ),
+            description="fine_tune",
+        )  # fmt: skip
     network.eval()
     tuned = OmniCellModel(
         network,
@@ -291,9 +282,3 @@ def fine_tune(
     if container is not None:
         container.update()
     return tuned
-
-
-def _single(device: torch.device):
-    from ..train._distributed import DistributedContext
-
-    return DistributedContext(device=device)

@@ -8,9 +8,10 @@ head's predictions at masked positions) plus the MoE load-balance loss with its 
 
 from ._checkpoint import find_latest, load_training_state, save_checkpoint, weights_sha256
 from ._distributed import DistributedContext, init_distributed
+from ._loop import LOG_COLUMNS, LossLog, StepPosition, train_loop
 from ._losses import ObjectiveConfig, adaptive_balance_weight, masked_huber
 from ._masking import MaskedBatch, MaskingConfig, mask_batch
-from ._pretrain import LOG_COLUMNS, pretrain, step_batches
+from ._pretrain import pretrain, step_batches
 from ._recipe import DataFileSpec, ModelSection, Recipe, StageSpec, read_recipe
 from ._schedule import WarmupCosine, warmup_cosine_rate
 from ._stream import CellStream, StreamSource, concat_batches, open_h5ad_source
@@ -22,6 +23,7 @@ __all__ = [
     "CellStream",
     "DataFileSpec",
     "DistributedContext",
+    "LossLog",
     "MaskedBatch",
     "MaskingConfig",
     "ModelSection",
@@ -29,6 +31,7 @@ __all__ = [
     "OptimizerConfig",
     "Recipe",
     "StageSpec",
+    "StepPosition",
     "StepResult",
     "StreamSource",
     "Trainer",
@@ -48,6 +51,7 @@ __all__ = [
     "read_recipe",
     "save_checkpoint",
     "step_batches",
+    "train_loop",
     "warmup_cosine_rate",
     "weights_sha256",
 ]

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-import csv
 import dataclasses
 import json
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +25,16 @@ from ._checkpoint import (
     weights_sha256,
 )
 from ._distributed import DistributedContext, init_distributed
+from ._loop import LossLog, StepPosition, train_loop
 from ._masking import MaskedBatch, MaskingConfig, mask_batch
 from ._recipe import Recipe, StageSpec, read_recipe
 from ._stream import CellStream, open_h5ad_source
 from ._trainer import StepResult, Trainer
 from ._vocab import build_vocabulary
 
-__all__ = ["LOG_COLUMNS", "initialize_weights", "pretrain", "step_batches"]
+__all__ = ["initialize_weights", "pretrain", "step_batches"]
 
 logger = logging.getLogger("omnicell")
-
-LOG_COLUMNS = (
-    "step", "stage", "stage_step", "epoch", "lr", "loss", "mlm", "balance", "alpha", "grad_norm", "n_masked",
-    "sequences", "tokens", "seconds", "sequences_per_s",
-)  # fmt: skip
-
 
 def initialize_weights(network: OmniCell, std: float) -> None:
     """Draw every linear, embedding and expert weight from ``N(0, std)`` (norm gains and ``output.W`` kept)."""
@@ -225,6 +217,14 @@ class _Run:
             cells_per_step=cells, micro_batch_size=micro, rank=self.context.rank, world_size=self.context.world_size,
         )  # fmt: skip
 
+    def _locate(self, step: int) -> StepPosition:
+        stage_index, stage_step = self.recipe.stage_at(step)
+        stage = self.recipe.stages[stage_index]
+        cells, _ = self.recipe.batch_shape(stage)
+        # The stage's stream exists once the step's batches were built (train_loop calls this after).
+        n_cells = self.stream.n_cells if self.stream is not None and self.stream_stage == stage_index else 0
+        return StepPosition(step, stage.name, stage_index, stage_step, (stage_step * cells) / max(n_cells, 1))
+
     # ------------------------------------------------------------------ run
     def run(self, *, resume: bool | str | os.PathLike, max_steps: int | None):
         from ..models import OmniCellModel, load
@@ -276,45 +276,25 @@ class _Run:
             (self.output / "recipe.json").write_text(
                 json.dumps(recipe.source, indent=2, default=str) + "\n", encoding="utf-8"
             )
-        log = _LossLog(self.output / "loss_log.csv", keep_before=start) if context.is_main else None
-        from tqdm.auto import tqdm
-
-        progress = tqdm(
-            total=end, initial=start, unit="step", desc=recipe.name,
-            disable=not settings.progress_bar or not context.is_main,
-        )  # fmt: skip
-        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1) if recipe.prefetch else None
-        pending: dict[int, concurrent.futures.Future] = {}
+        log = LossLog(self.output / "loss_log.csv", keep_before=start) if context.is_main else None
         last: StepResult | None = None
+
+        def after_step(position: StepPosition, result: StepResult) -> None:
+            nonlocal last
+            last = result
+            done = position.step + 1
+            stage_end = position.stage_step + 1 == recipe.stages[position.stage_index].steps
+            periodic = recipe.checkpoint_every > 0 and done % recipe.checkpoint_every == 0
+            if periodic or stage_end or done == end:
+                self._checkpoint(model, trainer, done, result)
+
         try:
-            for step in range(start, end):
-                stage_index, stage_step = recipe.stage_at(step)
-                started = time.perf_counter()
-                future = pending.pop(step, None)
-                batches, ids, n_micro = future.result() if future is not None else self._batches(step, model)
-                if executor is not None and step + 1 < end and recipe.stage_at(step + 1)[0] == stage_index:
-                    pending[step + 1] = executor.submit(self._batches, step + 1, model)
-                last = trainer.step(batches, ids, n_micro, seed=(recipe.seed, stage_index, stage_step))
-                elapsed = time.perf_counter() - started
-                stage = recipe.stages[stage_index]
-                cells, _ = recipe.batch_shape(stage)
-                if log is not None:
-                    epoch = (stage_step * cells) / max(self.stream.n_cells, 1)
-                    log.write(step, stage.name, stage_step, epoch, last, elapsed)
-                progress.set_postfix(
-                    stage=stage.name, loss=f"{last.loss:.4f}", mlm=f"{last.mlm:.4f}",
-                    cells_s=f"{last.n_sequences / max(elapsed, 1e-9):.1f}", refresh=False,
-                )  # fmt: skip
-                progress.update(1)
-                done = step + 1
-                stage_end = stage_step + 1 == stage.steps
-                periodic = recipe.checkpoint_every > 0 and done % recipe.checkpoint_every == 0
-                if periodic or stage_end or done == end:
-                    self._checkpoint(model, trainer, done, last)
+            train_loop(
+                trainer, start=start, end=end, seed=recipe.seed, locate=self._locate,
+                batches=lambda step: self._batches(step, model), log=log, after_step=after_step,
+                prefetch=recipe.prefetch, description=recipe.name, progress=context.is_main,
+            )  # fmt: skip
         finally:
-            progress.close()
-            if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=True)
             if log is not None:
                 log.close()
             if self.stream is not None:
@@ -368,35 +348,3 @@ def _card(recipe: Recipe, step: int, last: StepResult | None) -> str:
             f"- last step: loss {last.loss:.4f}, regression (Huber) {last.mlm:.4f}, load balance {last.balance:.4f}"
         )
     return "\n".join(lines)
-
-
-class _LossLog:
-    """CSV loss log; on resume, rows at or after the resumed step are dropped first."""
-
-    def __init__(self, path: Path, *, keep_before: int) -> None:
-        self.path = path
-        rows = []
-        if keep_before > 0 and path.exists():
-            with open(path, newline="", encoding="utf-8") as handle:
-                rows = [row for row in csv.DictReader(handle) if int(row["step"]) < keep_before]
-        self.handle = open(path, "w", newline="", encoding="utf-8")
-        self.writer = csv.DictWriter(self.handle, fieldnames=LOG_COLUMNS)
-        self.writer.writeheader()
-        self.writer.writerows(rows)
-        self.handle.flush()
-
-    def write(self, step: int, stage: str, stage_step: int, epoch: float, result: StepResult, seconds: float) -> None:
-        self.writer.writerow(
-            {
-                "step": step, "stage": stage, "stage_step": stage_step, "epoch": f"{epoch:.4f}",
-                "lr": f"{result.lr:.6g}", "loss": f"{result.loss:.6f}", "mlm": f"{result.mlm:.6f}",
-                "balance": f"{result.balance:.6f}", "alpha": f"{result.alpha:.4g}",
-                "grad_norm": f"{result.grad_norm:.4f}", "n_masked": result.n_masked, "sequences": result.n_sequences,
-                "tokens": result.n_tokens, "seconds": f"{seconds:.4f}",
-                "sequences_per_s": f"{result.n_sequences / max(seconds, 1e-9):.3f}",
-            }
-        )  # fmt: skip
-        self.handle.flush()
-
-    def close(self) -> None:
-        self.handle.close()

@@ -1,0 +1,189 @@
+"""The training loop and its loss log, shared by ``omnicell pretrain`` and :func:`omnicell.tl.fine_tune`.
+
+A run is a sequence of optimiser steps; what differs between pretraining and fine-tuning is where
+a step's batches come from, where it lies in the run (stage, epoch) and what happens after it
+(checkpoints, a held-out loss). Those are the callbacks of :func:`train_loop`; the step itself,
+its timing, the loss log row, the progress bar and prefetching are the same for both.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from .._settings import settings
+from ._masking import MaskedBatch
+from ._trainer import StepResult, Trainer
+
+__all__ = ["LOG_COLUMNS", "LossLog", "StepPosition", "train_loop"]
+
+LOG_COLUMNS = (
+    "step", "stage", "stage_step", "epoch", "lr", "loss", "mlm", "balance", "alpha", "grad_norm", "n_masked",
+    "sequences", "tokens", "seconds", "sequences_per_s",
+)  # fmt: skip
+"""Columns of the loss log (``loss_log.csv`` of ``omnicell pretrain``), one row per optimiser step."""
+
+StepBatches = tuple[list[MaskedBatch], list[int], int]
+"""This process's masked micro-batches of a step, their ids in the global batch, the number of micro-batches."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StepPosition:
+    """Where optimiser step ``step`` (counted from the start of the run) lies.
+
+    Attributes
+    ----------
+    step
+        Step of the run.
+    stage
+        Name of its stage.
+    stage_index
+        Index of the stage; the step's dropout seed is ``(seed, stage_index, stage_step)``.
+    stage_step
+        Step within the stage.
+    epoch
+        Passes over the stage's cells completed before this step.
+    """
+
+    step: int
+    stage: str
+    stage_index: int
+    stage_step: int
+    epoch: float
+
+
+class LossLog:
+    """CSV loss log, one row per step (:data:`LOG_COLUMNS` plus ``extra_columns``), flushed every row.
+
+    Parameters
+    ----------
+    path
+        The CSV file (replaced).
+    keep_before
+        On resume: keep the rows of an existing log for steps before this one, drop the others.
+    extra_columns
+        Further columns (e.g. ``heldout_mlm``), empty unless a row gives them.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, *, keep_before: int = 0, extra_columns: Sequence[str] = ()
+    ) -> None:
+        self.path = Path(path)
+        self.columns = (*LOG_COLUMNS, *extra_columns)
+        rows = []
+        if keep_before > 0 and self.path.exists():
+            with open(self.path, newline="", encoding="utf-8") as handle:
+                rows = [row for row in csv.DictReader(handle) if int(row["step"]) < keep_before]
+        self.handle = open(self.path, "w", newline="", encoding="utf-8")
+        self.writer = csv.DictWriter(self.handle, fieldnames=self.columns, restval="")
+        self.writer.writeheader()
+        self.writer.writerows(rows)
+        self.handle.flush()
+
+    def write(
+        self, position: StepPosition, result: StepResult, seconds: float, extra: Mapping[str, object] | None = None
+    ) -> None:
+        """Append the row of one step."""
+        self.writer.writerow(
+            {
+                "step": position.step, "stage": position.stage, "stage_step": position.stage_step,
+                "epoch": f"{position.epoch:.4f}", "lr": f"{result.lr:.6g}", "loss": f"{result.loss:.6f}",
+                "mlm": f"{result.mlm:.6f}", "balance": f"{result.balance:.6f}", "alpha": f"{result.alpha:.4g}",
+                "grad_norm": f"{result.grad_norm:.4f}", "n_masked": result.n_masked, "sequences": result.n_sequences,
+                "tokens": result.n_tokens, "seconds": f"{seconds:.4f}",
+                "sequences_per_s": f"{result.n_sequences / max(seconds, 1e-9):.3f}",
+                **dict(extra or {}),
+            }
+        )  # fmt: skip
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def __enter__(self) -> LossLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def train_loop(
+    trainer: Trainer,
+    *,
+    start: int,
+    end: int,
+    seed: int,
+    locate: Callable[[int], StepPosition],
+    batches: Callable[[int], StepBatches],
+    log: LossLog | None = None,
+    evaluate: Callable[[StepPosition, StepResult], Mapping[str, object] | None] | None = None,
+    after_step: Callable[[StepPosition, StepResult], None] | None = None,
+    prefetch: bool = False,
+    description: str = "train",
+    progress: bool = True,
+) -> StepResult | None:
+    """Run optimiser steps ``start`` to ``end - 1`` of a run; return the last step's statistics.
+
+    Parameters
+    ----------
+    trainer
+        Optimiser, schedule and step function of the network.
+    start, end
+        First step and the step after the last (counted from the start of the run).
+    seed
+        Run seed; step ``s`` is seeded ``(seed, stage_index, stage_step)`` of ``locate(s)``.
+    locate
+        Position (stage, epoch) of a step; called after the step's batches were built.
+    batches
+        This process's masked micro-batches of a step (see :func:`omnicell.train.step_batches`).
+    log
+        Loss log to append one row per step to.
+    evaluate
+        Called after each step, before its log row: extra columns of that row (e.g. a held-out loss).
+    after_step
+        Called after each step's log row (e.g. to write a checkpoint).
+    prefetch
+        Build the next step's batches in a background thread while this step runs (only within a stage).
+    description
+        Label of the progress bar.
+    progress
+        Show a progress bar (when ``oc.settings.progress_bar`` allows).
+    """
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=end, initial=start, unit="step", desc=description, disable=not settings.progress_bar or not progress
+    )
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1) if prefetch else None
+    pending: dict[int, concurrent.futures.Future] = {}
+    last: StepResult | None = None
+    try:
+        for step in range(start, end):
+            started = time.perf_counter()
+            future = pending.pop(step, None)
+            micro_batches, ids, n_micro = future.result() if future is not None else batches(step)
+            position = locate(step)
+            if executor is not None and step + 1 < end and locate(step + 1).stage_index == position.stage_index:
+                pending[step + 1] = executor.submit(batches, step + 1)
+            last = trainer.step(micro_batches, ids, n_micro, seed=(seed, position.stage_index, position.stage_step))
+            elapsed = time.perf_counter() - started
+            extra = evaluate(position, last) if evaluate is not None else None
+            if log is not None:
+                log.write(position, last, elapsed, extra)
+            bar.set_postfix(
+                stage=position.stage, loss=f"{last.loss:.4f}", mlm=f"{last.mlm:.4f}",
+                cells_s=f"{last.n_sequences / max(elapsed, 1e-9):.1f}", refresh=False,
+            )  # fmt: skip
+            bar.update(1)
+            if after_step is not None:
+                after_step(position, last)
+    finally:
+        bar.close()
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+    return last
