@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -93,16 +92,11 @@ def _read_gene_list(path: Path) -> list[str]:
 
 
 def _write_atomically(adata, output: Path) -> None:
-    """Write to a temporary file beside ``output`` and rename it, so a failure leaves no partial file."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".h5ad", dir=output.parent)
-    os.close(handle)
-    try:
+    """Write to a hidden temporary file beside ``output`` and rename it (removed on error or SIGTERM/SIGINT)."""
+    from ._io import atomic_output
+
+    with atomic_output(output) as temporary:
         adata.write_h5ad(temporary)
-        os.replace(temporary, output)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _embed(args: argparse.Namespace) -> None:

@@ -1,0 +1,86 @@
+"""omnicell._io.atomic_output: no partial output and no hidden temporary, also when killed."""
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from omnicell._io import atomic_output
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def test_success_replaces_and_leaves_nothing_else(tmp_path):
+    target = tmp_path / "out.h5ad"
+    target.write_text("old")
+    with atomic_output(target) as temporary:
+        assert temporary.parent == tmp_path and temporary.name.startswith(".") and temporary.suffix == ".h5ad"
+        temporary.write_text("new")
+        assert target.read_text() == "old"
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5ad"]
+
+
+def test_error_keeps_old_output_and_removes_temporary(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="boom"), atomic_output(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_directory_replaces_folder(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "a").write_text("old")
+    with atomic_output(target, directory=True) as temporary:
+        (temporary / "b").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_handlers_restored_after_use(tmp_path):
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with atomic_output(tmp_path / "x") as temporary:
+        temporary.write_text("x")
+        assert signal.getsignal(signal.SIGTERM) is not before[0]
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("directory", [False, True])
+def test_killed_during_write_leaves_no_temporary(tmp_path, signum, directory):
+    target = tmp_path / ("model" if directory else "out.h5ad")
+    script = textwrap.dedent(
+        f"""
+        import importlib.util, sys, time
+        from pathlib import Path
+        # Load the module alone (it imports nothing of omnicell): a fast subprocess.
+        spec = importlib.util.spec_from_file_location("omnicell_io", {str(SRC / "omnicell" / "_io.py")!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        atomic_output = module.atomic_output
+        with atomic_output({str(target)!r}, directory={directory}) as temporary:
+            (temporary / "part" if {directory} else temporary).write_text("partial")
+            print("writing", flush=True)
+            time.sleep(60)
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline().strip() == b"writing"
+    assert any(p.name.startswith(".") for p in tmp_path.iterdir())  # the temporary exists while writing
+    process.send_signal(signum)
+    deadline = time.monotonic() + 30
+    while process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.returncode is not None, "the process did not stop"
+    assert process.returncode != 0
+    if signum == signal.SIGTERM:
+        assert process.returncode == -signal.SIGTERM  # still reported as killed by SIGTERM
+    assert list(tmp_path.iterdir()) == []
