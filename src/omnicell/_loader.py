@@ -85,13 +85,17 @@ class InferencePlan:
         )
 
     def batches(
-        self, *, return_attention: bool = False, description: str = "omnicell"
+        self, *, return_attention: bool = False, description: str = "omnicell", cells: slice | None = None
     ) -> Iterator[tuple[np.ndarray, TokenBatch, dict[str, torch.Tensor | None], ForwardOutput]]:
         """Yield ``(focal cells, token batch, its tensors on the device, model output)`` in cell order.
 
-        Runs under ``torch.inference_mode``; the forward pass uses autocast when planned, so
-        callers pool in float32 outside it.
+        ``cells`` restricts the pass to the batches of the full pass that overlap a contiguous range of
+        cells (one shard): batches keep the full pass's composition, so every cell's output is bit for bit
+        the one of an unsharded run, and the first and last batch may hold cells outside ``cells`` that
+        the caller drops. Neighbours are read from the whole AnnData. Runs under ``torch.inference_mode``; the
+        forward pass uses autocast when planned, so callers pool in float32 outside it.
         """
+        first, stop, _ = (cells or slice(None)).indices(self.n_obs)
         network = self.model.network
         network.to(self.device).eval()
         autocast = (
@@ -99,9 +103,9 @@ class InferencePlan:
             if self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
-        progress = tqdm(total=self.n_obs, unit="cell", desc=description, disable=not settings.progress_bar)
+        progress = tqdm(total=max(stop - first, 0), unit="cell", desc=description, disable=not settings.progress_bar)
         with torch.inference_mode(), progress:
-            for start in range(0, self.n_obs, self.batch_size):
+            for start in range(first - first % self.batch_size, stop, self.batch_size):
                 focal = np.arange(start, min(start + self.batch_size, self.n_obs))
                 batch = self.token_batch(focal)
                 tensors = batch.to_torch(self.device)
@@ -114,7 +118,7 @@ class InferencePlan:
                         return_attention=return_attention,
                     )
                 yield focal, batch, tensors, output
-                progress.update(len(focal))
+                progress.update(int(np.count_nonzero((focal >= first) & (focal < stop))))
 
 
 def check_options(

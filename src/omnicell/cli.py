@@ -52,7 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--projection", default="0.9", help="spectral energy share to keep, or 'none'")
     embed.add_argument("--key-added", default="X_omnicell", help="obsm key of the embedding")
     embed.add_argument("--store-window", action="store_true", help="spatial mode: keep every window's embeddings")
+    embed.add_argument("--shard", default=None, metavar="I/N",
+                       help="embed only the I-th (from 0) of N contiguous shares of the cells; gather with omnicell merge")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    merge = commands.add_parser("merge", help="gather the shards of `omnicell embed --shard I/N` into one h5ad")
+    merge.add_argument("shards", type=Path, nargs="+", help="all N shard files, in any order")
+    merge.add_argument("-o", "--output", type=Path, required=True, help="output .h5ad (written atomically)")
+    merge.add_argument("--quiet", action="store_true", help="no progress bar")
 
     demo = commands.add_parser("demo", help="the main job end to end on pbmc68k_reduced (ships with scanpy), offline")
     demo.add_argument("-o", "--output", type=Path, default=Path("omnicell_demo"), help="folder for the figure, table and h5ad")
@@ -112,10 +119,7 @@ def _embed(args: argparse.Namespace) -> None:
     genes = _read_gene_list(args.genes) if args.genes else None
     if args.quiet:
         settings.progress_bar = False
-    adata = ad.read_h5ad(args.input)
-    pp.tokenize(
-        adata,
-        args.model,
+    tokenize = dict(
         genes=genes,
         n_genes=args.n_genes,
         strategy=args.strategy,
@@ -130,6 +134,18 @@ def _embed(args: argparse.Namespace) -> None:
         library_key=args.library_key,
         coord_scale=args.coord_scale,
     )
+    if args.shard is not None:
+        from ._shards import embed_shard, parse_shard
+
+        index, count = parse_shard(args.shard)
+        adata = embed_shard(args.input, index=index, count=count, model=args.model, tokenize=tokenize,
+                            batch_size=args.batch_size, device=args.device, projection=projection,
+                            key_added=args.key_added, store_window=args.store_window)  # fmt: skip
+        _write_atomically(adata, args.output)
+        print(f"wrote {args.output} (shard {index}/{count}: {adata.n_obs} cells)")
+        return
+    adata = ad.read_h5ad(args.input)
+    pp.tokenize(adata, args.model, **tokenize)
     tl.embed_cells(
         adata,
         args.model,
@@ -141,6 +157,16 @@ def _embed(args: argparse.Namespace) -> None:
     )
     _write_atomically(adata, args.output)
     print(f"wrote {args.output} ({adata.n_obs} cells, obsm[{args.key_added!r}] with {adata.obsm[args.key_added].shape[1]} dimensions)")
+
+
+def _merge(args: argparse.Namespace) -> None:
+    from ._shards import merge_shards
+
+    if args.output.resolve() in {path.resolve() for path in args.shards}:
+        raise ValueError("the output must differ from the shard files (they are never modified)")
+    adata = merge_shards(args.shards)
+    _write_atomically(adata, args.output)
+    print(f"wrote {args.output} ({adata.n_obs} cells from {len(args.shards)} shards)")
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -193,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 on success, 1 on bad input)."""
     args = _parser().parse_args(argv)
     try:
-        {"embed": _embed, "demo": _demo, "models": _models, "pretrain": _pretrain}[args.command](args)
+        {"embed": _embed, "merge": _merge, "demo": _demo, "models": _models, "pretrain": _pretrain}[args.command](args)
     except (ValueError, KeyError, TypeError, OSError, RuntimeError, ImportError, ArithmeticError) as error:
         message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
         print(f"omnicell: error: {message.splitlines()[0] if message else type(error).__name__}", file=sys.stderr)

@@ -100,7 +100,7 @@ def embed_cells(
         adata = container.mod[mod] if container is not None else adata.copy()
     plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
     started = time.perf_counter()
-    window, n_empty = _embed(plan, projection)
+    window, n_empty = embed_windows(plan, projection)
     if n_empty:
         warnings.warn(
             f"{n_empty} cells express none of the {len(plan.columns)} selected genes; their embeddings are zero "
@@ -109,6 +109,34 @@ def embed_cells(
             stacklevel=2,
         )
 
+    write_embedding(
+        adata, window, plan, key_added=key_added, projection=projection, store_window=store_window, n_empty=n_empty
+    )
+    logger.info(
+        "embed_cells: %d cells in %.1fs; added .obsm[%r]%s",
+        adata.n_obs, time.perf_counter() - started, key_added, " and niche embeddings" if plan.spatial else "",
+    )  # fmt: skip
+    if container is not None:
+        _mirror_to_mudata(container, mod, key_added, window[:, 0])
+    if copy:
+        return container if container is not None else adata
+    return None
+
+
+def write_embedding(
+    adata: AnnData,
+    window: np.ndarray,
+    plan: InferencePlan,
+    *,
+    key_added: str,
+    projection: float | None,
+    store_window: bool,
+    n_empty: int,
+) -> None:
+    """Write the embeddings of ``window`` (one row per cell of ``adata``) and the provenance record.
+
+    Shared by :func:`embed_cells` and the shards of ``omnicell embed --shard``, so both write the same slots.
+    """
     adata.obsm[key_added] = window[:, 0]
     for suffix in (_keys.NICHE_SUFFIX, _keys.WINDOW_SUFFIX):
         adata.obsm.pop(key_added + suffix, None)
@@ -133,15 +161,6 @@ def embed_cells(
             **plan.model.identity(),
         },
     )
-    logger.info(
-        "embed_cells: %d cells in %.1fs; added .obsm[%r]%s",
-        adata.n_obs, time.perf_counter() - started, key_added, " and niche embeddings" if plan.spatial else "",
-    )  # fmt: skip
-    if container is not None:
-        _mirror_to_mudata(container, mod, key_added, window[:, 0])
-    if copy:
-        return container if container is not None else adata
-    return None
 
 
 def _mirror_to_mudata(container: MuData, mod: str, key: str, embedding: np.ndarray) -> None:
@@ -153,17 +172,21 @@ def _mirror_to_mudata(container: MuData, mod: str, key: str, embedding: np.ndarr
     container.obsm[key] = mirrored
 
 
-def _embed(plan: InferencePlan, projection: float | None) -> tuple[np.ndarray, int]:
-    """(n_obs, 1 + k, m) embeddings of every window and the number of cells with no expressed gene."""
+def embed_windows(plan: InferencePlan, projection: float | None, cells: slice | None = None) -> tuple[np.ndarray, int]:
+    """(n, 1 + k, m) embeddings of every window of ``cells`` (default all) and the number of cells
+    with no expressed gene. A shard (``cells`` a range) gets the same values as in a full pass."""
+    first, stop, _ = (cells or slice(None)).indices(plan.n_obs)
     basis = plan.model.spectral_basis(float(projection)).to(plan.device) if projection is not None else None
     width = basis.shape[1] if basis is not None else plan.model.config.d_model
-    window = np.empty((plan.n_obs, plan.n_blocks, width), dtype=np.float32)
+    window = np.empty((max(stop - first, 0), plan.n_blocks, width), dtype=np.float32)
     n_empty = 0
-    for focal, batch, tensors, output in plan.batches(description="embed_cells"):
+    for focal, batch, tensors, output in plan.batches(description="embed_cells", cells=slice(first, stop)):
         pooled = pool_cells(output.hidden, tensors["cell_index"], tensors["expressed"], batch.n_blocks)
-        window[focal] = (pooled @ basis if basis is not None else pooled).cpu().numpy()
+        keep = (focal >= first) & (focal < stop)  # a shard's edge batches reach beyond it
+        focal, rows = focal[keep], focal[keep] - first
+        window[rows] = (pooled @ basis if basis is not None else pooled).cpu().numpy()[keep]
         if plan.neighbors is not None:
             cell, block = np.nonzero(plan.neighbors[focal] < 0)  # missing neighbours
-            window[focal[cell], 1 + block] = np.nan
-        n_empty += int((~(batch.expressed & (batch.cell_index == 0)).any(1)).sum())
+            window[rows[cell], 1 + block] = np.nan
+        n_empty += int((~(batch.expressed & (batch.cell_index == 0)).any(1))[keep].sum())
     return window, n_empty
