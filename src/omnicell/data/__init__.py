@@ -5,7 +5,7 @@ Nothing here imports :mod:`omnicell.tl`; the model core is used only for its ten
 
 from ._batches import TokenBatch, batch_for_cells, build_batch, check_values, read_csr
 from ._genes import GeneMapping, detect_species, map_gene_names, strip_version
-from ._hvg import seurat_v3_scores, top_variable
+from ._hvg import highly_variable_scores, seurat_v3_scores, top_variable
 from ._neighbors import graph_neighbors, spatial_knn
 from ._selection import expressed_first
 from ._softrank import soft_rank
@@ -22,6 +22,7 @@ __all__ = [
     "detect_species",
     "expressed_first",
     "graph_neighbors",
+    "highly_variable_scores",
     "map_gene_names",
     "read_csr",
     "seurat_v3_scores",

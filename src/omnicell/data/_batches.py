@@ -24,7 +24,13 @@ def read_csr(matrix, rows: np.ndarray, columns: np.ndarray) -> sp.csr_matrix:
     """``matrix[rows][:, columns]`` as a float64 CSR matrix, reading only the requested rows."""
     unique_rows, inverse = np.unique(rows, return_inverse=True)
     block = matrix[unique_rows]
-    block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
+    if sp.issparse(block):
+        block = block.tocsr()
+    else:
+        block = np.asarray(block)
+        if block.dtype == np.float16:  # scipy's sparse matrices refuse float16
+            block = block.astype(np.float32)
+        block = sp.csr_matrix(block)
     block = block[:, columns].astype(np.float64)
     if len(unique_rows) == len(rows) and (unique_rows == rows).all():
         return block

@@ -24,7 +24,7 @@ from .._validate import (
     resolve_modality,
     update_mudata,
 )
-from ..data import graph_neighbors, seurat_v3_scores, spatial_knn, top_variable
+from ..data import graph_neighbors, highly_variable_scores, spatial_knn, top_variable
 from ..models import OmniCellModel, resolve_model
 from ._map_genes import vocabulary_token_ids
 
@@ -155,6 +155,7 @@ def tokenize(
             f"{describe_var_names(var)}"
         )
 
+    hvg_flavor = None
     if genes is not None or len(in_vocab) <= int(n_genes):
         # A given list, or too few vocabulary genes to choose from: use them all, in order.
         candidates = in_vocab if genes is None else _columns_of_gene_list(var.index, genes, token_ids)
@@ -163,7 +164,7 @@ def tokenize(
     else:
         progress = _ChunkProgress(matrix.shape[0], enabled=settings.progress_bar)
         with progress:
-            scores = seurat_v3_scores(matrix, in_vocab, where=where, progress=progress.update)
+            scores, hvg_flavor = highly_variable_scores(matrix, in_vocab, where=where, progress=progress.update)
         ranked = top_variable(scores, int(n_genes))
         if strategy == "hvg":
             candidates, zero_fill = np.sort(in_vocab[ranked]), None  # var order, as the released code
@@ -194,6 +195,7 @@ def tokenize(
             "zero_fill": zero_fill,
             "n_genes": int(n_genes) if strategy == "expressed" or genes is None else len(candidates),
             "gene_list_given": genes is not None,
+            "hvg_flavor": hvg_flavor,
             "layer": layer,
             "use_raw": use_raw,
             "spatial": spatial,
