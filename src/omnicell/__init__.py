@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging as _logging
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _logger = _logging.getLogger("omnicell")
 if not _logger.handlers:

@@ -9,6 +9,7 @@ import numpy as np
 from anndata import AnnData
 
 from . import _keys
+from ._version import __version__
 
 __all__ = ["get_record", "write_record"]
 
@@ -23,8 +24,6 @@ def _writable(value: Any) -> Any:
 
 def write_record(adata: AnnData, function: str, record: Mapping[str, Any]) -> None:
     """Store ``record`` (None values dropped) as ``adata.uns['omnicell'][function]``."""
-    from . import __version__
-
     store = adata.uns.setdefault(_keys.UNS, {})
     store[function] = _writable({**record, "omnicell_version": __version__})
 

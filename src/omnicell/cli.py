@@ -23,7 +23,7 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(prog="omnicell", description="OmniCell foundation model for single-cell and spatial data.")
     parser.add_argument("--version", action="version", version=f"omnicell {__version__}")

@@ -382,7 +382,7 @@ def _read_own(path: Path, backend: str) -> OmniCellModel:
 
 
 def _write_own(model: OmniCellModel, dst: Path, *, overwrite: bool, extra_card: str = "") -> Path:
-    from . import __version__
+    from ._version import __version__
 
     if dst.exists() and any(dst.iterdir()) and not overwrite:
         raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True to replace it.")
