@@ -7,20 +7,14 @@
 
 from __future__ import annotations
 
-import logging as _logging
-
 from ._version import __version__
 
-_logger = _logging.getLogger("omnicell")
-if not _logger.handlers:
-    _handler = _logging.StreamHandler()
-    _handler.setFormatter(_logging.Formatter("%(name)s: %(message)s"))
-    _logger.addHandler(_handler)
-    _logger.propagate = False
+# The "omnicell" logger follows scanpy's verbosity; no handler is installed here (see _logging).
+from ._logging import get_logger as _get_logger  # noqa: E402
+
+_get_logger()
 
 from . import data, get, model, models, pl, pp, tl  # noqa: E402
 from ._settings import settings  # noqa: E402
-
-settings.verbosity = settings.verbosity or "WARNING"
 
 __all__ = ["__version__", "data", "get", "model", "models", "pl", "pp", "settings", "tl"]

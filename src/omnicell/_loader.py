@@ -15,9 +15,9 @@ from typing import Literal
 import numpy as np
 import torch
 from anndata import AnnData
-from tqdm.auto import tqdm
 
 from . import _keys
+from ._progress import progress as track_progress
 from ._provenance import get_record
 from ._settings import settings
 from ._validate import check_coordinates, expression_source
@@ -103,7 +103,7 @@ class InferencePlan:
             if self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
-        progress = tqdm(total=max(stop - first, 0), unit="cell", desc=description, disable=not settings.progress_bar)
+        progress = track_progress(total=max(stop - first, 0), unit="cells", desc=description)
         with torch.inference_mode(), progress:
             for start in range(first - first % self.batch_size, stop, self.batch_size):
                 focal = np.arange(start, min(start + self.batch_size, self.n_obs))

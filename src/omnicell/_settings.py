@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+from ._logging import get_logger
 from .model._attention import ATTENTION_BACKENDS
 
 __all__ = ["OmnicellSettings", "settings"]
@@ -34,9 +35,12 @@ class OmnicellSettings:
     seed
         Random seed of stochastic steps.
     progress_bar
-        Show tqdm progress bars on long work.
+        Show progress bars on long work (only on an interactive terminal or in Jupyter; elsewhere
+        progress goes to the log, a line every tenth of the work or 30 s).
     verbosity
-        Level of the ``omnicell`` logger (a :mod:`logging` level name or number).
+        Level of the ``omnicell`` logger (a :mod:`logging` level name or number). None (default,
+        unless the environment variable ``OMNICELL_VERBOSITY`` names a level) follows scanpy's
+        ``sc.settings.verbosity`` when scanpy is imported, else WARNING.
     """
 
     def __init__(self) -> None:
@@ -47,7 +51,7 @@ class OmnicellSettings:
         self.default_model = os.environ.get("OMNICELL_DEFAULT_MODEL", "omnicell-tiny")
         self.seed = 0
         self.progress_bar = True
-        self.verbosity = os.environ.get("OMNICELL_VERBOSITY", "WARNING")
+        self.verbosity = os.environ.get("OMNICELL_VERBOSITY") or None
 
     @property
     def device(self) -> str:
@@ -96,14 +100,18 @@ class OmnicellSettings:
 
     @property
     def verbosity(self) -> int:
-        return logging.getLogger("omnicell").level
+        """The effective level of the ``omnicell`` logger."""
+        return get_logger().getEffectiveLevel()
 
     @verbosity.setter
-    def verbosity(self, value: int | str) -> None:
+    def verbosity(self, value: int | str | None) -> None:
+        if value is None:  # follow scanpy again
+            get_logger().setLevel(logging.NOTSET)
+            return
         level = logging.getLevelName(value.upper()) if isinstance(value, str) else int(value)
         if not isinstance(level, int):
             raise ValueError(f"Unknown verbosity {value!r}; use a logging level such as 'INFO'.")
-        logging.getLogger("omnicell").setLevel(level)
+        get_logger().setLevel(level)
 
     def __repr__(self) -> str:
         fields = ("device", "batch_size", "attention_backend", "cache_dir", "default_model", "seed", "progress_bar")

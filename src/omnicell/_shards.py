@@ -278,7 +278,8 @@ def merge_shards(shards: Sequence[AnnData | str | os.PathLike]) -> AnnData:
         expected = shard_slice(int(first["n_obs"]), i, count)
         if adata.n_obs != expected.stop - expected.start:
             raise ValueError(
-                f"{parts[i][1]} holds {adata.n_obs} cells; shard {i}/{count} should hold {expected.stop - expected.start}."
+                f"{parts[i][1]} holds {adata.n_obs} cells; shard {i}/{count} should hold "
+                f"{expected.stop - expected.start}."
             )
     return _concatenate(ordered)
 

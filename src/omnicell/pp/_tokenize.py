@@ -12,8 +12,8 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
+from .._progress import progress as track_progress
 from .._provenance import write_record
-from .._settings import settings
 from .._validate import (
     check_coordinates,
     check_libraries,
@@ -162,9 +162,10 @@ def tokenize(
         check_matrix_values(matrix, candidates, where=where)
         zero_fill = np.arange(len(candidates)) if strategy == "expressed" else None
     else:
-        progress = _ChunkProgress(matrix.shape[0], enabled=settings.progress_bar)
-        with progress:
-            scores, hvg_flavor = highly_variable_scores(matrix, in_vocab, where=where, progress=progress.update)
+        with track_progress(
+            total=2 * matrix.shape[0], unit="cells", desc="tokenize (gene variance)", disable=matrix.shape[0] < 50_000
+        ) as bar:
+            scores, hvg_flavor = highly_variable_scores(matrix, in_vocab, where=where, progress=bar.update)
         ranked = top_variable(scores, int(n_genes))
         if strategy == "hvg":
             candidates, zero_fill = np.sort(in_vocab[ranked]), None  # var order, as the released code
@@ -218,28 +219,6 @@ def tokenize(
     if copy:
         return container if container is not None else adata
     return None
-
-
-class _ChunkProgress:
-    """A tqdm bar over the two chunked passes of the highly-variable-gene score."""
-
-    def __init__(self, n_obs: int, *, enabled: bool) -> None:
-        self.n_obs, self.enabled, self.bar = n_obs, enabled and n_obs >= 50_000, None
-
-    def __enter__(self) -> _ChunkProgress:
-        if self.enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=2 * self.n_obs, unit="cell", desc="tokenize (gene variance)")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
 
 
 def _write_var(adata: AnnData, var: pd.DataFrame, key: str, values: np.ndarray, *, use_raw: bool, missing) -> None:

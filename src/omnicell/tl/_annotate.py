@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
-from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._progress import progress
 from .._provenance import get_record, write_record
 from .._settings import settings
 from .._validate import resolve_modality
@@ -78,7 +78,7 @@ def fit_classifier(
     y = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=device)
     generator = torch.Generator().manual_seed(seed)
     loss_value = float("nan")
-    for _ in tqdm(range(epochs), desc=description, unit="epoch", disable=not settings.progress_bar):
+    for _ in progress(range(epochs), desc=description, unit="epochs"):
         order = torch.randperm(len(x), generator=generator).to(device)
         total = 0.0
         for start in range(0, len(x), batch_size):

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
-from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._progress import progress
 from .._provenance import write_record
 from .._settings import settings
 from .._validate import resolve_modality
@@ -69,7 +69,7 @@ def map_to_reference(
     optimizer = torch.optim.Adam([logits], lr=lr)
     loss_value = float("nan")
     cosine = torch.nn.functional.cosine_similarity
-    for _ in tqdm(range(epochs), desc="deconvolve", unit="epoch", disable=not settings.progress_bar):
+    for _ in progress(range(epochs), desc="deconvolve", unit="epochs"):
         mapping = torch.softmax(logits, dim=1)
         predicted = mapping @ profiles
         loss = torch.zeros((), device=device)

@@ -10,15 +10,14 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 from anndata import AnnData
-from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
 from .._groups import expert_zscores
+from .._progress import progress
 from .._provenance import write_record
-from .._settings import settings
 from .._validate import resolve_modality
 from ..models import OmniCellModel
 from ._gene_states import gene_index, group_codes, token_genes
@@ -111,8 +110,8 @@ def expert_usage(
     n_experts = routing.shape[1]
     sums = np.zeros((adata.n_obs, n_experts))
     counts = np.zeros(adata.n_obs)
-    progress = tqdm(total=plan.n_obs, unit="cell", desc="expert_usage", disable=not settings.progress_bar)
-    with progress:
+    bar = progress(total=plan.n_obs, unit="cells", desc="expert_usage")
+    with bar:
         for start in range(0, plan.n_obs, plan.batch_size):
             focal = np.arange(start, min(start + plan.batch_size, plan.n_obs))
             batch = plan.token_batch(focal)
@@ -120,7 +119,7 @@ def expert_usage(
             b, t = np.nonzero((candidate >= 0) & batch.expressed)
             np.add.at(sums, focal[b], routing[candidate[b, t]])
             np.add.at(counts, focal[b], 1)
-            progress.update(len(focal))
+            bar.update(len(focal))
     with np.errstate(invalid="ignore", divide="ignore"):
         usage = (sums / counts[:, None]).astype(np.float32)
     mean, zscore = expert_zscores(usage, codes, labels, n_experts)

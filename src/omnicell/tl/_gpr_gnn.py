@@ -14,9 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .._settings import settings
+from .._progress import progress
 
 __all__ = [
     "GPRGNN",
@@ -229,10 +228,8 @@ def train_gene_embeddings(
         optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
         rng = np.random.default_rng(seed)
         losses = np.zeros(n_epochs)
-        progress = tqdm(
-            total=n_epochs * n_genes, unit="gene", desc="embed_genes (GPR-GNN)", disable=not settings.progress_bar
-        )
-        with progress:
+        bar = progress(total=n_epochs * n_genes, unit="genes", desc="embed_genes (GPR-GNN)")
+        with bar:
             for epoch in range(n_epochs):
                 net.train()
                 total, steps = 0.0, 0
@@ -247,7 +244,7 @@ def train_gene_embeddings(
                     loss.backward()
                     optimizer.step()
                     total, steps = total + loss.item(), steps + 1
-                    progress.update(len(genes))
+                    bar.update(len(genes))
                 losses[epoch] = total / max(steps, 1)
                 logger.debug("embed_genes: epoch %d, loss %.4g", epoch + 1, losses[epoch])
         net.eval()

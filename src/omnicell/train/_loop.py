@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from .._settings import settings
+from .._progress import progress as track_progress
 from ._masking import MaskedBatch
 from ._trainer import StepResult, Trainer
 
@@ -152,13 +152,10 @@ def train_loop(
     description
         Label of the progress bar.
     progress
-        Show a progress bar (when ``oc.settings.progress_bar`` allows).
+        Show progress: a bar on an interactive terminal or in Jupyter (when ``oc.settings.progress_bar``
+        allows), else a log line every tenth of the steps or 30 s.
     """
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=end, initial=start, unit="step", desc=description, disable=not settings.progress_bar or not progress
-    )
+    bar = track_progress(total=end, initial=start, unit="steps", desc=description, disable=not progress)
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1) if prefetch else None
     pending: dict[int, concurrent.futures.Future] = {}
     last: StepResult | None = None
