@@ -36,7 +36,19 @@ def test_embed_single_cell_and_spatial(input_file, gene_file, tiny_dir, tmp_path
     before = _digest(input_file)
     output = tmp_path / "out" / "embedded.h5ad"
     with pytest.warns(UserWarning, match="express none"):
-        status = main(["embed", str(input_file), "-o", str(output), "--model", str(tiny_dir), "--genes", str(gene_file), "--quiet"])
+        status = main(
+            [
+                "embed",
+                str(input_file),
+                "-o",
+                str(output),
+                "--model",
+                str(tiny_dir),
+                "--genes",
+                str(gene_file),
+                "--quiet",
+            ]
+        )
     assert status == 0
     assert _digest(input_file) == before
     result = ad.read_h5ad(output)
@@ -50,7 +62,9 @@ def test_embed_single_cell_and_spatial(input_file, gene_file, tiny_dir, tmp_path
                        "--spatial", "--n-neighbors", "3", "--store-window", "--batch-size", "5", "--quiet"])  # fmt: skip
     assert status == 0
     window = ad.read_h5ad(spatial_output).obsm["X_omnicell_window"]
-    np.testing.assert_allclose(align_signs(window, expected["sp_cell_embedding"]), expected["sp_cell_embedding"], atol=1e-3)
+    np.testing.assert_allclose(
+        align_signs(window, expected["sp_cell_embedding"]), expected["sp_cell_embedding"], atol=1e-3
+    )
 
 
 @pytest.mark.parametrize(
@@ -66,7 +80,9 @@ def test_bad_input_leaves_no_output(tiny_adata, tiny_dir, tmp_path, corrupt, mes
     path = tmp_path / "bad.h5ad"
     tiny_adata.write_h5ad(path)
     output = tmp_path / "result.h5ad"
-    status = main(["embed", str(path), "-o", str(output), "--model", str(tiny_dir), "--spatial", "--n-neighbors", "3", "--quiet"])
+    status = main(
+        ["embed", str(path), "-o", str(output), "--model", str(tiny_dir), "--spatial", "--n-neighbors", "3", "--quiet"]
+    )
     assert status == 1
     error = capsys.readouterr().err
     assert error.startswith("omnicell: error:") and message in error
@@ -81,10 +97,15 @@ def test_missing_input_and_same_output(tiny_dir, input_file, tmp_path, capsys):
 
 
 def test_models_commands_through_the_installed_script(tiny_dir, tmp_path):
-    listing = subprocess.run([sys.executable, "-m", "omnicell.cli", "models", "list"], capture_output=True, text=True, check=True)
+    listing = subprocess.run(
+        [sys.executable, "-m", "omnicell.cli", "models", "list"], capture_output=True, text=True, check=True
+    )
     assert "omnicell-v1" in listing.stdout
     converted = subprocess.run(
-        ["omnicell", "models", "convert", str(tiny_dir), str(tmp_path / "own")], capture_output=True, text=True, check=True
+        ["omnicell", "models", "convert", str(tiny_dir), str(tmp_path / "own")],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert (tmp_path / "own" / "model.safetensors").exists() and "own" in converted.stdout
     failed = subprocess.run(["omnicell", "models", "download", "nope"], capture_output=True, text=True)

@@ -83,6 +83,11 @@ def check_output(output: Path, inputs: list[Path], *, suffixes: tuple[str, ...] 
             raise InputError(f"-o {output}: the output must differ from the input (the input is never modified).")
     if output.exists() and output.is_dir():
         raise InputError(f"-o {output} is a folder; give a file name.")
+    data_suffixes = [Path(path).suffix for path in inputs if Path(path).suffix in _SUFFIXES]
+    if output.suffix in _SUFFIXES and data_suffixes and output.suffix != data_suffixes[0]:
+        raise InputError(
+            f"-o {output}: the input is an {data_suffixes[0]} file, so the output must end in {data_suffixes[0]}."
+        )
 
 
 def write_data(data: Any, output: Path) -> None:
