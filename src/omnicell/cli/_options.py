@@ -105,6 +105,13 @@ def _list_of(convert: Callable[[str], Any], name: str) -> Callable[[str], list]:
     return parse
 
 
+class _Items(argparse.Action):
+    """A list option: several values (``--rates 0.1 0.5``), comma-separated (``0.1,0.5``) or ``@FILE``, flattened."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, [item for value in values for item in value])
+
+
 def _json_value(text: str) -> Any:
     try:
         return json.loads(text)
@@ -153,7 +160,7 @@ def option_spec(parameter: inspect.Parameter) -> dict[str, Any]:
     elif annotation.startswith("Sequence["):
         inner = annotation[len("Sequence[") :].split("]")[0]
         convert = _SCALARS.get(inner, str)
-        spec["type"], spec["metavar"] = _list_of(convert, inner), f"{inner.upper()},..."
+        spec["type"], spec["action"], spec["nargs"] = _list_of(convert, inner), _Items, "+"
     elif "PathLike" in annotation:
         spec["type"], spec["metavar"] = str, "PATH"
     else:
@@ -193,11 +200,13 @@ def add_function_options(
         spec = dict(overrides.get(name, {})) if overrides and name in overrides else option_spec(parameter)
         required = parameter.default is inspect.Parameter.empty
         help_text = _rst_to_text(spec.pop("help", None) or texts.get(name, ""))
+        if spec.get("action") is _Items:
+            help_text += " [several values: space- or comma-separated, or @FILE with one per line]"
         if not required and parameter.default is not None:
             default = parameter.default
             shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else default
             help_text += f" (default: {shown})"
-        if "action" not in spec and "choices" not in spec:
+        if spec.get("action") in (None, _Items) and "choices" not in spec:
             spec.setdefault("metavar", name.upper())
         parser.add_argument(
             option_name(name),
