@@ -19,6 +19,14 @@
         ```{omnicell-cli-help} models download
         ```
 
+``omnicell-cli-reference``
+    Every command of the command line (walking the parser): a table of the commands with the
+    function each one runs, then a section per command with its ``--help`` (in an ``eval-rst`` block)::
+
+        ```{eval-rst}
+        .. omnicell-cli-reference::
+        ```
+
 ``omnicell-slots``
     A table of the AnnData slots the public functions of some modules write, read from the
     ````adata....```` entries of each function's Returns section::
@@ -314,6 +322,67 @@ class OmnicellCliHelp(SphinxDirective):
         return [block]
 
 
+def cli_commands() -> list[list[str]]:
+    """The words of every leaf command of the parser (``['embed']``, ``['plot', 'markers']``, ...)."""
+    import argparse
+
+    from omnicell.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser, words: list[str]) -> list[list[str]]:
+        subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subparsers:
+            return [words]
+        found = []
+        for name, sub in subparsers[0].choices.items():
+            found += walk(sub, [*words, name])
+        return found
+
+    return walk(build_parser(), [])
+
+
+def cli_reference_rst() -> list[str]:
+    """reST for ``omnicell-cli-reference``: a table of the commands, then each command's help."""
+    from omnicell.cli._commands import EMBED_FUNCTIONS, FIGURES, TOOLS
+
+    runs = {"embed": " + ".join(f":func:`omnicell.{f.__module__.split('.')[1]}.{f.__name__}`" for f in EMBED_FUNCTIONS)}
+    runs.update({tool.name: f":func:`omnicell.tl.{tool.function.__name__}`" for tool in TOOLS})
+    runs.update({f"plot {fig.name}": f":func:`omnicell.pl.{fig.function.__name__}`" for fig in FIGURES})
+    runs.update({
+        "merge": "gathers the shards of ``embed --shard I/N`` (``omnicell._shards.merge_shards``)",
+        "models list": ":func:`omnicell.models.available`",
+        "models download": ":func:`omnicell.models.download`",
+        "models convert": ":func:`omnicell.models.convert`",
+        "pretrain": ":func:`omnicell.train.pretrain`",
+        "demo": "the quick-start analysis of pbmc68k_reduced, end to end",
+    })  # fmt: skip
+    commands = cli_commands()
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 30 70", "", "   * - command", "     - runs"]
+    for words in commands:
+        name = " ".join(words)
+        lines += [f"   * - ``omnicell {name}``", f"     - {runs.get(name, '')}".rstrip()]
+    lines.append("")
+    for words in commands:
+        title = f"``omnicell {' '.join(words)}``"
+        lines += [title, "~" * len(title), "", ".. code-block:: text", ""]
+        lines += [f"   {line}".rstrip() for line in cli_help(words).splitlines()]
+        lines.append("")
+    return lines
+
+
+class OmnicellCliReference(SphinxDirective):
+    """``omnicell-cli-reference``: every command with its help, generated from the parser."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        from sphinx.util.nodes import nested_parse_with_titles
+
+        container = nodes.container()
+        source = StringList(cli_reference_rst(), source=self.get_source_info()[0])
+        nested_parse_with_titles(self.state, source, container)
+        return container.children
+
+
 # --------------------------------------------------------------------------------------------------
 # Intersphinx without network
 
@@ -349,6 +418,7 @@ def setup(app: Sphinx) -> dict[str, object]:
     """Register the directives and event handlers."""
     app.add_directive("omnicell-api", OmnicellApi)
     app.add_directive("omnicell-cli-help", OmnicellCliHelp)
+    app.add_directive("omnicell-cli-reference", OmnicellCliReference)
     app.add_directive("omnicell-slots", OmnicellSlots)
     app.add_directive("omnicell-keys", OmnicellKeys)
     app.connect("builder-inited", generate_api_stubs)
