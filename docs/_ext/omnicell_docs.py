@@ -341,7 +341,7 @@ def cli_commands() -> list[list[str]]:
 
 
 def cli_reference_rst() -> list[str]:
-    """reST for ``omnicell-cli-reference``: a table of the commands, then each command's help."""
+    """ReST for ``omnicell-cli-reference``: a table of the commands, then each command's help."""
     from omnicell.cli._commands import EMBED_FUNCTIONS, FIGURES, TOOLS
 
     runs = {"embed": " + ".join(f":func:`omnicell.{f.__module__.split('.')[1]}.{f.__name__}`" for f in EMBED_FUNCTIONS)}
