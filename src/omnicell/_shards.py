@@ -145,8 +145,8 @@ def embed_shard(
     import anndata as ad
 
     from . import pp
-    from ._loader import plan_inference
-    from ._provenance import write_record
+    from ._loader import check_options, plan_inference
+    from ._provenance import get_record, write_record
     from .models import resolve_model
     from .tl._embed_cells import embed_windows, write_embedding
 
@@ -159,9 +159,12 @@ def embed_shard(
         adata, name = ad.read_h5ad(path, backed="r"), path.name
     try:
         cells = shard_slice(adata.n_obs, index, count)
+        check_options(batch_size=batch_size, device=device, precision=precision)
         loaded = resolve_model(model)
         if tokenize is not None:
             pp.tokenize(adata, loaded, **dict(tokenize))
+        elif get_record(adata, "tokenize") is None:
+            pp.tokenize(adata, loaded)  # as embed_cells does on an AnnData never tokenised
         plan = plan_inference(adata, loaded, batch_size=batch_size, device=device, precision=precision)
         window, n_empty = embed_windows(plan, projection, cells=cells)
         part = _shard_anndata(adata, cells)

@@ -21,11 +21,12 @@ torchrun --nproc-per-node 4 -m omnicell pretrain recipe.yaml
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ._errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, report
 from ._parser import build_parser
@@ -33,21 +34,29 @@ from ._parser import build_parser
 __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 
-def _setup_logging(args: argparse.Namespace) -> None:
-    """One handler on the ``omnicell`` logger: INFO lines (progress, what was written) unless --quiet."""
+@contextlib.contextmanager
+def _command_logging(args: argparse.Namespace) -> Iterator[None]:
+    """While the command runs, one handler on the ``omnicell`` logger.
+
+    INFO lines (progress, what was written) go to standard error unless --quiet; the logger is
+    restored afterwards, as main() may run in-process (tests, the docs build).
+    """
     from .._logging import get_logger
 
     logger = get_logger()
-    for handler in list(logger.handlers):
-        if getattr(handler, "_omnicell_cli", False):
-            logger.removeHandler(handler)
+    saved = (logger.level, logger.propagate, warnings.formatwarning)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("omnicell: %(message)s"))
-    handler._omnicell_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.propagate = False
     verbose, quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    warnings.formatwarning = _one_line_warning
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.level, logger.propagate, warnings.formatwarning = saved
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -66,19 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "verbose", False) or os.environ.get("OMNICELL_DEBUG"))
     from .. import settings
 
-    saved = (settings.progress_bar, settings.device, settings.seed, warnings.formatwarning)
-    _setup_logging(args)
-    warnings.formatwarning = _one_line_warning
-    try:
-        if getattr(args, "quiet", False):
-            settings.progress_bar = False
-        args.run(args)
-    except BaseException as error:
-        if isinstance(error, SystemExit):
-            raise
-        return report(error, debug=debug)
-    finally:
-        settings.progress_bar, settings.device, settings.seed, warnings.formatwarning = saved
+    saved = (settings.progress_bar, settings.device, settings.seed)
+    with _command_logging(args):
+        try:
+            if getattr(args, "quiet", False):
+                settings.progress_bar = False
+            args.run(args)
+        except BaseException as error:  # every failure becomes one line and an exit status
+            if isinstance(error, SystemExit):
+                raise
+            return report(error, debug=debug)
+        finally:
+            settings.progress_bar, settings.device, settings.seed = saved
     return EXIT_OK
 
 

@@ -116,7 +116,7 @@ def _add_plot(commands, common) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``omnicell`` parser (also used to generate the command reference in the docs)."""
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(prog="omnicell", description=_DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"omnicell {__version__}")
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("recipe", type=Path, help="recipe file (.yaml, .yml or .toml)")
     pretrain.add_argument("-o", "--output", type=Path, default=None, help="output folder (default: the recipe's)")
     pretrain.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
-                          help="continue from the newest checkpoint in the output folder or from CHECKPOINT")  # fmt: skip
+                          help="continue from the newest checkpoint in the output folder or CHECKPOINT")  # fmt: skip
     pretrain.add_argument(
         "--max-steps", type=int, default=None, help="stop after this many steps in all (checkpointed)"
     )
