@@ -23,7 +23,8 @@ class OmnicellSettings:
     batch_size
         Cells per forward pass when a function is not given one.
     attention_backend
-        Attention kernel: ``"auto"``, ``"sdpa"``, ``"flash_attn"`` or ``"eager"``.
+        Attention kernel: ``"auto"``, ``"sdpa"``, ``"flash_attn"``, ``"eager"`` or ``"triton"``
+        (see :mod:`omnicell.model._attention`; ``"auto"`` is triton on CUDA when installed, else SDPA).
     cache_dir
         Where downloaded checkpoints are kept; the environment variable ``OMNICELL_CACHE_DIR``
         sets the default (else ``~/.cache/omnicell``, following pooch's OS cache).
