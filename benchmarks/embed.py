@@ -39,18 +39,18 @@ import sys
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _here]
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import resource  # noqa: E402
-import shlex  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import importlib.util
+import resource
+import shlex
+import tempfile
+import time
+import warnings
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import scipy.sparse as sp
+import torch
 
 try:
     import omnicell as oc
@@ -179,8 +179,8 @@ def main() -> None:
     if device.type == "auto":
         device = torch.device("cpu")
     print("command:", shlex.join(["python", *sys.argv]))
-    print(f"torch {torch.__version__}, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {torch.get_num_threads()} threads"))  # fmt: skip
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, device {device} ({where})")
     oc.settings.progress_bar = False
     warnings.filterwarnings("ignore", category=UserWarning)  # missing neighbours, empty cells: expected here
 
@@ -190,7 +190,9 @@ def main() -> None:
         num_layers=args.layers, hidden_dim=4 * args.d_model, dropout=0.0, token_per_cell=args.genes_per_cell,
     )  # fmt: skip
     genes = [f"ENSG{i:011d}" for i in range(args.genes)]
-    vocab = oc.data.Vocabulary({**{g: i for i, g in enumerate(genes)}, **{t: args.genes + i for i, t in enumerate(SPECIAL)}})
+    vocab = oc.data.Vocabulary(
+        {**{g: i for i, g in enumerate(genes)}, **{t: args.genes + i for i, t in enumerate(SPECIAL)}}
+    )
     torch.manual_seed(0)
     model = oc.models.OmniCellModel(oc.model.OmniCell(config), vocab, name="bench", sha256="-")
     rows = []
