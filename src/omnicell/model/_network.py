@@ -224,6 +224,18 @@ class OmniCell(nn.Module):
             routing=_unpack(packed.routing, index, batch, length),
         )
 
+    def forward_flops(self, n_tokens: int, n_sequences: int) -> float:
+        """Matrix-multiply FLOPs of one forward over ``n_sequences`` sequences of ``n_tokens`` in all.
+
+        As ``benchmarks/forward.py`` counts them (2 per multiply-add; norms, rotary and softmax not
+        counted), with every sequence taken at the mean length; training costs about 3x this.
+        """
+        config = self.config
+        d, hidden, layers = config.d_model, int(config.hidden_dim), config.num_layers  # type: ignore[arg-type]
+        per_token = layers * (8 * d * d + 6 * d * hidden) + 2 * d * d + 4 * d * config.num_routing
+        mean_length = n_tokens / max(n_sequences, 1)
+        return float(per_token * n_tokens + layers * 4 * d * mean_length * n_tokens)
+
     def _worth_packing(self, padding_mask: torch.Tensor) -> bool:
         if self.pack_threshold is None:
             return False
