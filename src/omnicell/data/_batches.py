@@ -232,7 +232,8 @@ def batch_for_cells(
         lookup = np.full(matrix.shape[1], -1, dtype=np.int64)
         lookup[columns[priority_order]] = np.arange(len(priority_order))
         block = read_rows(matrix, cells)
-        check_values(block.data[lookup[block.indices] >= 0], where=where)
+        if not (np.isfinite(block.data).all() and (block.data >= 0).all()):  # only candidates must be valid
+            check_values(block.data[lookup[block.indices] >= 0], where=where)
         chosen, ranks = expressed_first(block, len(zero_fill), int(n_genes or len(columns)), priority=lookup)
         cell_tokens = np.where(chosen >= 0, gene_tokens[priority_order][chosen], -1)
     return build_batch(

@@ -112,7 +112,7 @@ def _sorted_entries(block: sp.csr_matrix, priority: np.ndarray | None) -> tuple[
         key.sort()
         rows = (key >> np.uint64(31 + col_bits)).astype(np.int64)
         inverted = (key >> np.uint64(col_bits)) & np.uint64(0x7FFFFFFF)
-        values = (np.uint64(0x7FFFFFFF) - inverted).astype(np.uint32).view(np.float32).astype(np.float64)
+        values = (np.uint64(0x7FFFFFFF) - inverted).astype(np.uint32).view(np.float32)  # exact: they were float32
         return rows, (key & np.uint64((1 << col_bits) - 1)).astype(np.int64), values
     order = np.lexsort((cols, -vals, rows))
     return rows[order], cols[order], vals[order]
