@@ -10,9 +10,15 @@ Prints the one-off compile time too: a run must embed enough batches of one shap
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Keep this folder off the import path (benchmarks/tokenize.py shadows the standard library).
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _here]
+
 import argparse
 import shlex
-import sys
 import time
 from pathlib import Path
 
