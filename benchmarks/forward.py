@@ -80,7 +80,7 @@ except ImportError:  # not installed: use the checkout this script lives in
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from omnicell.model import OmniCell, OmniCellConfig, flash_attn_available
 
-BACKENDS = ("sdpa", "eager", "flash_attn")
+BACKENDS = ("sdpa", "eager", "flash_attn", "triton")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 REFERENCE_BACKEND = "eager"
 MARKER_TOKENS = (0, 1)  # stand-ins for <RNA_START>, <RNA_END>; ids do not change the cost
@@ -331,6 +331,14 @@ def time_forward(
 
 def unavailable(backend: str, device: torch.device, dtype_name: str) -> str | None:
     """Why ``backend`` cannot run here, or None."""
+    if backend == "triton":
+        import importlib.util
+
+        if importlib.util.find_spec("triton") is None:
+            return "the triton package is not installed (pip install 'omnicell[kernels]')"
+        if device.type != "cuda":
+            return "the triton kernel needs CUDA (CPU runs it only through the test interpreter)"
+        return None
     if backend != "flash_attn":
         return None
     if device.type != "cuda":

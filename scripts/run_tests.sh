@@ -2,6 +2,7 @@
 # Set up a fresh machine and run the test suite (the README's test command; CI runs this).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh test
+# kernels: triton, so the fused attention kernel's tests run (on CPU, through Triton's interpreter)
+bash scripts/setup.sh test,kernels
 PYTHON="${PYTHON:-python3}"
 exec "$PYTHON" -m pytest -q "$@"

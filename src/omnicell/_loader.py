@@ -17,6 +17,7 @@ import torch
 from anndata import AnnData
 
 from . import _keys
+from ._batch_pipeline import auto_batch_size, device_batches
 from ._progress import progress as track_progress
 from ._provenance import get_record
 from ._settings import settings
@@ -50,6 +51,7 @@ class InferencePlan:
     device: torch.device
     autocast_dtype: torch.dtype | None
     where: str
+    num_workers: int = 0
 
     @property
     def n_obs(self) -> int:
@@ -105,10 +107,15 @@ class InferencePlan:
         )
         progress = track_progress(total=max(stop - first, 0), unit="cells", desc=description)
         with torch.inference_mode(), progress:
-            for start in range(first - first % self.batch_size, stop, self.batch_size):
-                focal = np.arange(start, min(start + self.batch_size, self.n_obs))
-                batch = self.token_batch(focal)
-                tensors = batch.to_torch(self.device)
+            batches = device_batches(
+                self.token_batch,
+                range(first - first % self.batch_size, stop, self.batch_size),
+                self.n_obs,
+                self.batch_size,
+                self.device,
+                num_workers=self.num_workers,
+            )
+            for focal, batch, tensors in batches:
                 with autocast:
                     output = network(
                         tensors["tokens"],
@@ -151,6 +158,7 @@ def plan_inference(
     ``adata`` must have been tokenised (:func:`omnicell.pp.tokenize`); the tools that tokenise
     with the defaults when it was not do so before calling this (``tl._tokenized``).
     """
+    given_batch_size = batch_size
     batch_size, torch_device, autocast_dtype = check_options(batch_size=batch_size, device=device, precision=precision)
     loaded = resolve_model(model)
     record = get_record(adata, "tokenize")
@@ -180,6 +188,17 @@ def plan_inference(
                 f"obsm[{_keys.OBSM_NEIGHBORS!r}] does not fit the cells (subset since?); run oc.pp.tokenize again."
             )
         coordinates = check_coordinates(adata, str(record["spatial_key"])) * float(record.get("coord_scale", 1.0))
+    if given_batch_size is None and not settings._batch_size_set and torch_device.type == "cuda":
+        # Not given: as many sequences as half the free device memory holds (CPU keeps the setting).
+        free_bytes, _ = torch.cuda.mem_get_info(torch_device)
+        n_blocks = 1 if neighbors is None else 1 + neighbors.shape[1]
+        batch_size = auto_batch_size(
+            free_bytes,
+            tokens_per_sequence=n_blocks * (int(record["n_genes"]) + 2),
+            d_model=loaded.config.d_model,
+            hidden_dim=int(loaded.config.hidden_dim),
+            bytes_per_value=4 if autocast_dtype is None else 2,
+        )
     return InferencePlan(
         model=loaded,
         matrix=matrix,
@@ -193,4 +212,5 @@ def plan_inference(
         device=torch_device,
         autocast_dtype=autocast_dtype,
         where=where,
+        num_workers=settings.num_workers,
     )

@@ -22,9 +22,14 @@ class OmnicellSettings:
     device
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` (or ``"cuda:N"``) or ``"mps"``.
     batch_size
-        Cells per forward pass when a function is not given one.
+        Cells per forward pass when a function is not given one. Until it is set, CUDA runs choose
+        the batch size from the free device memory instead (CPU runs use 32).
     attention_backend
-        Attention kernel: ``"auto"``, ``"sdpa"``, ``"flash_attn"`` or ``"eager"``.
+        Attention kernel: ``"auto"``, ``"sdpa"``, ``"flash_attn"``, ``"eager"`` or ``"triton"``
+        (see :mod:`omnicell.model._attention`; ``"auto"`` is triton on CUDA when installed, else SDPA).
+    num_workers
+        DataLoader worker processes that tokenise batches while the model runs (0: in the main
+        process, the default; results are the same for any number).
     cache_dir
         Where downloaded checkpoints are kept; the environment variable ``OMNICELL_CACHE_DIR``
         sets the default (else ``~/.cache/omnicell``, following pooch's OS cache).
@@ -46,7 +51,9 @@ class OmnicellSettings:
     def __init__(self) -> None:
         self._device = "auto"
         self._batch_size = 32
+        self._batch_size_set = False  # on CUDA an unset batch size is chosen from free memory
         self._attention_backend = "auto"
+        self._num_workers = 0
         self._cache_dir: Path | None = None
         self.default_model = os.environ.get("OMNICELL_DEFAULT_MODEL", "omnicell-tiny")
         self.seed = 0
@@ -72,6 +79,7 @@ class OmnicellSettings:
         if int(value) < 1:
             raise ValueError(f"batch_size must be a positive integer, got {value!r}.")
         self._batch_size = int(value)
+        self._batch_size_set = True
 
     @property
     def attention_backend(self) -> str:
@@ -82,6 +90,16 @@ class OmnicellSettings:
         if value not in ATTENTION_BACKENDS:
             raise ValueError(f"attention_backend must be one of {', '.join(ATTENTION_BACKENDS)}, got {value!r}.")
         self._attention_backend = value
+
+    @property
+    def num_workers(self) -> int:
+        return self._num_workers
+
+    @num_workers.setter
+    def num_workers(self, value: int) -> None:
+        if int(value) < 0:
+            raise ValueError(f"num_workers must be 0 or more, got {value!r}.")
+        self._num_workers = int(value)
 
     @property
     def cache_dir(self) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from omnicell.data import build_batch, expressed_first, soft_rank
@@ -16,14 +17,17 @@ def _per_cell(row: np.ndarray, priority: np.ndarray, zero_fill: np.ndarray, n_ge
     return chosen
 
 
-def test_matches_plain_rule():
+@pytest.mark.parametrize("values", ["counts", "float64"])
+def test_matches_plain_rule(values):
     rng = np.random.default_rng(0)
-    counts = rng.poisson(rng.gamma(0.3, 1, size=(50, 1)) * rng.gamma(0.5, 1, size=(1, 80)))
+    counts = rng.poisson(rng.gamma(0.3, 1, size=(50, 1)) * rng.gamma(0.5, 1, size=(1, 80))).astype(float)
+    if values == "float64":  # not representable in float32: the lexsort path (ties kept exact)
+        counts = np.where(counts > 0, counts + 1 / 3, 0.0)
     counts[0] = 0
     counts[1] = 1  # every gene expressed, all tied
     priority = np.arange(80)  # candidates come in priority order, the first 30 fill
     zero_fill = np.arange(30)
-    columns, ranks = expressed_first(sp.csr_matrix(counts.astype(float)), 30, 40)
+    columns, ranks = expressed_first(sp.csr_matrix(counts), 30, 40)
     assert columns.shape == (50, 40)
     for i, row in enumerate(counts):
         chosen = _per_cell(row, priority, zero_fill, 40)
@@ -32,6 +36,20 @@ def test_matches_plain_rule():
         assert (columns[i, len(chosen):] == -1).all()  # padding only at the end
         np.testing.assert_array_equal(ranks[i, : len(chosen)], soft_rank(row[chosen][None])[0])
         assert (ranks[i, len(chosen):] == 0).all()
+
+
+def test_priority_lookup_equals_reordered_columns():
+    """Reading the matrix's own columns through a priority lookup gives the reordered-columns result."""
+    rng = np.random.default_rng(1)
+    matrix = sp.random(40, 120, density=0.2, random_state=rng, format="csr", dtype=np.float32) * 10
+    matrix.data = np.ceil(matrix.data)
+    candidates = rng.permutation(120)[:90]  # 30 matrix columns are not candidates
+    lookup = np.full(120, -1)
+    lookup[candidates] = np.arange(90)
+    reordered = expressed_first(matrix[:, candidates], 25, 50)
+    looked_up = expressed_first(matrix, 25, 50, priority=lookup)
+    np.testing.assert_array_equal(looked_up[0], reordered[0])
+    np.testing.assert_array_equal(looked_up[1], reordered[1])
 
 
 def test_padding_blocks_and_missing_neighbours():

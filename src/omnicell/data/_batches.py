@@ -37,6 +37,16 @@ def read_csr(matrix, rows: np.ndarray, columns: np.ndarray) -> sp.csr_matrix:
     return block[inverse]
 
 
+def read_rows(matrix, rows: np.ndarray) -> sp.csr_matrix:
+    """``matrix[rows]`` as a CSR matrix with all its columns, reading only the requested rows."""
+    unique_rows, inverse = np.unique(rows, return_inverse=True)
+    block = matrix[unique_rows]
+    block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
+    if len(unique_rows) == len(rows) and (unique_rows == rows).all():
+        return block
+    return block[inverse]
+
+
 def check_values(block: np.ndarray, *, where: str) -> None:
     """Raise a ValueError if ``block`` holds negative or non-finite values."""
     if sp.issparse(block):
@@ -204,24 +214,28 @@ def batch_for_cells(
     where
         How to name the matrix in error messages.
     """
-    if zero_fill is not None:
-        # Candidates in priority order: the fill genes first, then the others in their order.
-        rest = np.setdiff1d(np.arange(len(columns)), zero_fill, assume_unique=True)
-        priority_order = np.concatenate([zero_fill, rest])
-        columns, gene_tokens = columns[priority_order], gene_tokens[priority_order]
     members = focal[:, None] if neighbors is None else np.concatenate([focal[:, None], neighbors[focal]], 1)
     present = members >= 0
     cells, inverse = np.unique(members[present], return_inverse=True)
     windows = np.full(members.shape, -1, dtype=np.int64)
     windows[present] = inverse
-    block = read_csr(matrix, cells, columns)
-    check_values(block, where=where)
     if zero_fill is None:
         # every cell reads every column (the released code's rule)
+        block = read_csr(matrix, cells, columns)
+        check_values(block, where=where)
         ranks, cell_tokens = soft_rank(block), gene_tokens
     else:
-        chosen, ranks = expressed_first(block, len(zero_fill), int(n_genes or len(columns)))
-        cell_tokens = np.where(chosen >= 0, gene_tokens[chosen], -1)
+        # Candidates in priority order: the fill genes first, then the others in their order. The
+        # rows are read with the matrix's own columns and mapped through a lookup (no column reorder).
+        rest = np.setdiff1d(np.arange(len(columns)), zero_fill, assume_unique=True)
+        priority_order = np.concatenate([zero_fill, rest])
+        lookup = np.full(matrix.shape[1], -1, dtype=np.int64)
+        lookup[columns[priority_order]] = np.arange(len(priority_order))
+        block = read_rows(matrix, cells)
+        if not (np.isfinite(block.data).all() and (block.data >= 0).all()):  # only candidates must be valid
+            check_values(block.data[lookup[block.indices] >= 0], where=where)
+        chosen, ranks = expressed_first(block, len(zero_fill), int(n_genes or len(columns)), priority=lookup)
+        cell_tokens = np.where(chosen >= 0, gene_tokens[priority_order][chosen], -1)
     return build_batch(
         ranks,
         cell_tokens,

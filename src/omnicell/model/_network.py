@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
-from ._attention import RotaryEmbedding2D, SelfAttention, resolve_backend
+from ._attention import Packing, Rotary, RotaryEmbedding2D, SelfAttention, resolve_backend
 from ._config import OmniCellConfig
 from ._embedder import TokenEmbedder, load_balance_loss
 from ._pooling import segment_mean
@@ -58,14 +59,15 @@ class Block(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        rotary: tuple[torch.Tensor, torch.Tensor] | None,
+        rotary: Rotary | None,
         padding_mask: torch.Tensor | None,
         backend: str,
         *,
-        return_weights: bool,
+        packing: Packing | None = None,
+        return_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, weights = self.self_attn(
-            self.norm_attn(x), rotary, padding_mask, backend, return_weights=return_weights
+            self.norm_attn(x), rotary, padding_mask, backend, packing=packing, return_weights=return_weights
         )
         x = x + self.dropout(attended)
         x = x + self.dropout(self.ffn(self.norm_ffn(x)))
@@ -128,10 +130,24 @@ class OmniCell(nn.Module):
     config
         Network hyper-parameters.
     attention_backend
-        ``"auto"``, ``"sdpa"``, ``"flash_attn"`` or ``"eager"``; see :mod:`omnicell.model`.
+        ``"auto"``, ``"sdpa"``, ``"flash_attn"``, ``"eager"`` or ``"triton"``; see :mod:`omnicell.model`.
+    pack_threshold
+        Padded batches whose share of padding tokens exceeds this are packed (padding removed, the
+        sequences laid end to end) for the forward pass and unpacked afterwards; None never packs.
+        Results are the same either way (up to float rounding).
+    checkpoint_activations
+        In training, recompute each block's activations in the backward pass instead of keeping
+        them (less memory for long spatial windows, about a third more compute); same gradients.
     """
 
-    def __init__(self, config: OmniCellConfig, *, attention_backend: str = "auto") -> None:
+    def __init__(
+        self,
+        config: OmniCellConfig,
+        *,
+        attention_backend: str = "auto",
+        pack_threshold: float | None = 0.05,
+        checkpoint_activations: bool = False,
+    ) -> None:
         super().__init__()
         self.config = config
         self.embedder = TokenEmbedder(
@@ -141,9 +157,11 @@ class OmniCell(nn.Module):
         self.output = BilinearHead(config.d_model)
         self.rotary = RotaryEmbedding2D(config.dim, config.base) if config.rotary else None
         self.attention_backend = resolve_backend(attention_backend)
+        self.pack_threshold = pack_threshold
+        self.checkpoint_activations = checkpoint_activations
 
     def set_attention_backend(self, backend: str) -> None:
-        """Switch the attention kernel (``"auto"``, ``"sdpa"``, ``"flash_attn"`` or ``"eager"``)."""
+        """Switch the attention kernel (``"auto"``, ``"sdpa"``, ``"flash_attn"``, ``"eager"`` or ``"triton"``)."""
         self.attention_backend = resolve_backend(backend)
 
     def forward(
@@ -153,6 +171,7 @@ class OmniCell(nn.Module):
         positions: torch.Tensor | None = None,
         padding_mask: torch.Tensor | None = None,
         *,
+        cu_seqlens: torch.Tensor | None = None,
         return_attention: bool = False,
     ) -> ForwardOutput:
         """Run the network.
@@ -168,17 +187,93 @@ class OmniCell(nn.Module):
             (single-cell mode), where the rotary encoding is the identity and is skipped.
         padding_mask
             (B, T), True for real tokens; None when no sequence is padded.
+        cu_seqlens
+            The batch is already packed: ``tokens`` (1, N) holds the sequences end to end and
+            ``cu_seqlens`` (B + 1,) their offsets; ``padding_mask`` must then be None.
         return_attention
-            Also return the attention weights of every layer (uses the eager kernel).
+            Also return the attention weights of every layer (uses the eager kernel; never packs).
+
+        Returns
+        -------
+        Outputs in the layout of the inputs (padded batches come back padded even when packed
+        on the way).
         """
+        if cu_seqlens is not None:
+            if padding_mask is not None or tokens.shape[0] != 1:
+                raise ValueError("A packed batch is one row (1, N) without padding_mask.")
+            lengths = torch.diff(cu_seqlens)
+            packing = Packing.from_lengths(lengths)
+            return self._forward(tokens, values, positions, None, packing, return_attention=return_attention)
+        if padding_mask is None or return_attention or not self._worth_packing(padding_mask):
+            return self._forward(tokens, values, positions, padding_mask, None, return_attention=return_attention)
+        # Pack: keep the real tokens only, run, and scatter the states back to the padded layout.
+        batch, length = tokens.shape
+        index = padding_mask.reshape(-1).nonzero().squeeze(1)
+        packing = Packing.from_lengths(padding_mask.sum(1, dtype=torch.int32))
+        packed = self._forward(
+            tokens.reshape(-1)[index][None],
+            values.reshape(-1)[index][None],
+            None if positions is None else positions.reshape(-1, 2)[index][None],
+            None,
+            packing,
+            return_attention=False,
+        )
+        return ForwardOutput(
+            hidden=_unpack(packed.hidden, index, batch, length),
+            load_balance_loss=packed.load_balance_loss,
+            routing=_unpack(packed.routing, index, batch, length),
+        )
+
+    def forward_flops(self, n_tokens: int, n_sequences: int) -> float:
+        """Matrix-multiply FLOPs of one forward over ``n_sequences`` sequences of ``n_tokens`` in all.
+
+        As ``benchmarks/forward.py`` counts them (2 per multiply-add; norms, rotary and softmax not
+        counted), with every sequence taken at the mean length; training costs about 3x this.
+        """
+        config = self.config
+        d, hidden, layers = config.d_model, int(config.hidden_dim), config.num_layers  # type: ignore[arg-type]
+        per_token = layers * (8 * d * d + 6 * d * hidden) + 2 * d * d + 4 * d * config.num_routing
+        mean_length = n_tokens / max(n_sequences, 1)
+        return float(per_token * n_tokens + layers * 4 * d * mean_length * n_tokens)
+
+    def _worth_packing(self, padding_mask: torch.Tensor) -> bool:
+        if self.pack_threshold is None:
+            return False
+        return float((~padding_mask).float().mean()) > self.pack_threshold
+
+    def _forward(
+        self,
+        tokens: torch.Tensor,
+        values: torch.Tensor,
+        positions: torch.Tensor | None,
+        padding_mask: torch.Tensor | None,
+        packing: Packing | None,
+        *,
+        return_attention: bool,
+    ) -> ForwardOutput:
         x, probabilities, top_indices = self.embedder(tokens, values)
         rotary = None
         if self.rotary is not None and positions is not None and bool(positions.any()):
-            rotary = self.rotary.angles(positions)
+            rotary = self.rotary.encode(positions)
         attentions: list[torch.Tensor] | None = [] if return_attention else None
+        checkpoint = self.checkpoint_activations and self.training and torch.is_grad_enabled()
         for layer in self.layers:
-            x, weights = layer(x, rotary, padding_mask, self.attention_backend, return_weights=return_attention)
+            if checkpoint:
+                x, weights = torch.utils.checkpoint.checkpoint(
+                    layer, x, rotary, padding_mask, self.attention_backend, packing=packing, use_reentrant=False
+                )
+            else:
+                x, weights = layer(
+                    x, rotary, padding_mask, self.attention_backend, packing=packing, return_weights=return_attention
+                )
             if attentions is not None and weights is not None:
                 attentions.append(weights)
         balance = load_balance_loss(probabilities, top_indices, padding_mask)
         return ForwardOutput(hidden=x, load_balance_loss=balance, routing=probabilities, attentions=attentions)
+
+
+def _unpack(packed: torch.Tensor, index: torch.Tensor, batch: int, length: int) -> torch.Tensor:
+    """(1, N, ...) states of a packed batch back to (B, T, ...), zeros at the padded positions."""
+    full = packed.new_zeros(batch * length, *packed.shape[2:])
+    full[index] = packed[0]
+    return full.view(batch, length, *packed.shape[2:])

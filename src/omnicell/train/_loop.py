@@ -11,12 +11,16 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import dataclasses
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import torch
+
 from .._progress import progress as track_progress
+from .._settings import settings
 from ._masking import MaskedBatch
 from ._trainer import StepResult, Trainer
 
@@ -24,9 +28,27 @@ __all__ = ["LOG_COLUMNS", "LossLog", "StepPosition", "train_loop"]
 
 LOG_COLUMNS = (
     "step", "stage", "stage_step", "epoch", "lr", "loss", "mlm", "balance", "alpha", "grad_norm", "n_masked",
-    "sequences", "tokens", "seconds", "sequences_per_s",
+    "sequences", "tokens", "seconds", "sequences_per_s", "tokens_per_s", "tflops", "mfu",
 )  # fmt: skip
-"""Columns of the loss log (``loss_log.csv`` of ``omnicell pretrain``), one row per optimiser step."""
+"""Columns of the loss log (``loss_log.csv`` of ``omnicell pretrain``), one row per optimiser step.
+
+``tflops`` is the model's matrix-multiply throughput (3x the forward FLOPs of the step's real tokens,
+as ``benchmarks/forward.py`` counts them, over all processes); ``mfu`` divides it by the devices'
+dense bf16 peak, known for common GPUs or set with ``OMNICELL_PEAK_TFLOPS`` (empty otherwise)."""
+
+logger = logging.getLogger("omnicell")
+
+# Dense bf16 matrix peak (TFLOP/s) of common training GPUs, for the MFU column.
+_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "H800": 989.0, "A100": 312.0, "A800": 312.0, "L40S": 362.0, "L4": 121.0}
+
+
+def _peak_tflops(device: torch.device) -> float | None:
+    if os.environ.get("OMNICELL_PEAK_TFLOPS"):
+        return float(os.environ["OMNICELL_PEAK_TFLOPS"])
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in _PEAK_TFLOPS.items() if key in name), None)
 
 StepBatches = tuple[list[MaskedBatch], list[int], int]
 """This process's masked micro-batches of a step, their ids in the global batch, the number of micro-batches."""
@@ -97,6 +119,7 @@ class LossLog:
                 "grad_norm": f"{result.grad_norm:.4f}", "n_masked": result.n_masked, "sequences": result.n_sequences,
                 "tokens": result.n_tokens, "seconds": f"{seconds:.4f}",
                 "sequences_per_s": f"{result.n_sequences / max(seconds, 1e-9):.3f}",
+                "tokens_per_s": f"{result.n_tokens / max(seconds, 1e-9):.1f}",
                 **dict(extra or {}),
             }
         )  # fmt: skip
@@ -159,6 +182,10 @@ def train_loop(
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1) if prefetch else None
     pending: dict[int, concurrent.futures.Future] = {}
     last: StepResult | None = None
+    network = getattr(trainer.network, "module", trainer.network)  # unwrapped from DistributedDataParallel
+    peak = _peak_tflops(next(network.parameters()).device)
+    world_size = trainer.context.world_size
+    log_every = max(1, (end - start) // 20)  # about 20 throughput lines per run
     try:
         for step in range(start, end):
             started = time.perf_counter()
@@ -169,9 +196,19 @@ def train_loop(
                 pending[step + 1] = executor.submit(batches, step + 1)
             last = trainer.step(micro_batches, ids, n_micro, seed=(seed, position.stage_index, position.stage_step))
             elapsed = time.perf_counter() - started
-            extra = evaluate(position, last) if evaluate is not None else None
+            extra = dict(evaluate(position, last) or {}) if evaluate is not None else {}
+            # training ~ 3x the forward FLOPs (the backward twice the forward), over the real tokens of
+            # all processes (the step's statistics are summed over them)
+            tflops = 3 * network.forward_flops(last.n_tokens, last.n_sequences) / max(elapsed, 1e-9) / 1e12
+            mfu = None if peak is None else tflops / (peak * world_size)
+            extra.update(tflops=f"{tflops:.4g}", mfu="" if mfu is None else f"{mfu:.4f}")
             if log is not None:
                 log.write(position, last, elapsed, extra)
+            if progress and ((step - start) % log_every == 0 or step + 1 == end):
+                logger.info(
+                    "%s: step %d/%d loss %.4f, %.0f tokens/s, %.3g TFLOP/s%s", description, step + 1, end, last.loss,
+                    last.n_tokens / max(elapsed, 1e-9), tflops, "" if mfu is None else f", MFU {mfu:.1%}",
+                )  # fmt: skip
             bar.set_postfix(
                 stage=position.stage, loss=f"{last.loss:.4f}", mlm=f"{last.mlm:.4f}",
                 cells_s=f"{last.n_sequences / max(elapsed, 1e-9):.1f}", refresh=False,

@@ -277,6 +277,7 @@ class _Run:
                 json.dumps(recipe.source, indent=2, default=str) + "\n", encoding="utf-8"
             )
         log = LossLog(self.output / "loss_log.csv", keep_before=start) if context.is_main else None
+        model.network.checkpoint_activations = recipe.activation_checkpointing
         last: StepResult | None = None
 
         def after_step(position: StepPosition, result: StepResult) -> None:

@@ -11,7 +11,7 @@ Example (YAML)::
       vocabulary_min_cells: 3
       config: {d_model: 64, heads: 4, dim: 16, num_layers: 2, hidden_dim: 128}
     optimizer: {lr: 1.0e-3, min_lr: 1.0e-5, warmup_steps: 20}
-    batch: {cells_per_step: 32, micro_batch_size: 8}
+    batch: {cells_per_step: 32, micro_batch_size: 8}   # activation_checkpointing: true saves memory
     stages:
       - name: spatial
         kind: spatial                # masking: focal expressed 0.3, neighbours 0.05
@@ -138,6 +138,7 @@ class Recipe:
     prefetch: bool = True
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
+    activation_checkpointing: bool = False
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -181,7 +182,7 @@ class Recipe:
         _check_keys(optimizer_values, {f.name for f in dataclasses.fields(OptimizerConfig)}, "optimizer")
         optimizer = OptimizerConfig(**{k: (tuple(v) if k == "betas" else v) for k, v in optimizer_values.items()})
         batch = dict(values.get("batch") or {})
-        _check_keys(batch, {"cells_per_step", "micro_batch_size"}, "batch")
+        _check_keys(batch, {"cells_per_step", "micro_batch_size", "activation_checkpointing"}, "batch")
         data = dict(values.get("data") or {})
         _check_keys(data, {"chunk_size", "window_chunks", "prefetch"}, "data")
         checkpoint = dict(values.get("checkpoint") or {})
@@ -236,6 +237,7 @@ class Recipe:
             prefetch=bool(data.get("prefetch", True)),
             checkpoint_every=int(checkpoint.get("every", 0)),
             keep_checkpoints=int(checkpoint.get("keep", 2)),
+            activation_checkpointing=bool(batch.get("activation_checkpointing", False)),
             source=values,
         )
         for stage in recipe.stages:
