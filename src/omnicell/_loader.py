@@ -19,8 +19,8 @@ from anndata import AnnData
 from . import _keys
 from ._batch_pipeline import auto_batch_size, device_batches
 from ._progress import progress as track_progress
-from ._provenance import get_record
 from ._settings import settings
+from ._tokenization import TokenizeRecord
 from ._validate import check_coordinates, expression_source
 from .data import TokenBatch, batch_for_cells
 from .model import ForwardOutput
@@ -161,25 +161,23 @@ def plan_inference(
     given_batch_size = batch_size
     batch_size, torch_device, autocast_dtype = check_options(batch_size=batch_size, device=device, precision=precision)
     loaded = resolve_model(model)
-    record = get_record(adata, "tokenize")
+    record = TokenizeRecord.read(adata)
     if record is None:
         raise KeyError("adata has not been tokenised; run oc.pp.tokenize(adata, model) first.")
-    if record["vocab_sha256"] != loaded.vocab.sha256():
+    if record.vocab_sha256 != loaded.vocab.sha256():
         raise ValueError(
-            f"adata was tokenised with model {record['model']!r}, whose vocabulary differs from that of "
+            f"adata was tokenised with model {record.model!r}, whose vocabulary differs from that of "
             f"{loaded.name!r}. Run oc.pp.tokenize(adata, model) with the model you use here."
         )
-    use_raw = bool(record.get("use_raw", False))
-    layer = record.get("layer")
-    matrix, var, where = expression_source(adata, layer=layer, use_raw=use_raw)
-    columns = var.index.get_indexer(np.asarray(record["genes"], dtype=str))
+    matrix, var, where = expression_source(adata, layer=record.layer, use_raw=record.use_raw)
+    columns = var.index.get_indexer(record.genes)
     if (columns < 0).any():
         raise ValueError(
             "Some genes chosen by tokenize are no longer in adata.var_names (subset or renamed since?). "
             "Run oc.pp.tokenize again."
         )
     neighbors = coordinates = None
-    if bool(record["spatial"]):
+    if record.spatial:
         if _keys.OBSM_NEIGHBORS not in adata.obsm:
             raise KeyError(f"Spatial tokenisation left no obsm[{_keys.OBSM_NEIGHBORS!r}]; run oc.pp.tokenize again.")
         neighbors = np.asarray(adata.obsm[_keys.OBSM_NEIGHBORS], dtype=np.int64)
@@ -187,14 +185,14 @@ def plan_inference(
             raise ValueError(
                 f"obsm[{_keys.OBSM_NEIGHBORS!r}] does not fit the cells (subset since?); run oc.pp.tokenize again."
             )
-        coordinates = check_coordinates(adata, str(record["spatial_key"])) * float(record.get("coord_scale", 1.0))
+        coordinates = check_coordinates(adata, str(record.spatial_key)) * record.coord_scale
     if given_batch_size is None and not settings._batch_size_set and torch_device.type == "cuda":
         # Not given: as many sequences as half the free device memory holds (CPU keeps the setting).
         free_bytes, _ = torch.cuda.mem_get_info(torch_device)
         n_blocks = 1 if neighbors is None else 1 + neighbors.shape[1]
         batch_size = auto_batch_size(
             free_bytes,
-            tokens_per_sequence=n_blocks * (int(record["n_genes"]) + 2),
+            tokens_per_sequence=n_blocks * (record.n_genes + 2),
             d_model=loaded.config.d_model,
             hidden_dim=int(loaded.config.hidden_dim),
             bytes_per_value=4 if autocast_dtype is None else 2,
@@ -203,9 +201,9 @@ def plan_inference(
         model=loaded,
         matrix=matrix,
         columns=columns,
-        gene_tokens=np.asarray(record["token_ids"], dtype=np.int64),
-        zero_fill=None if record.get("zero_fill") is None else np.asarray(record["zero_fill"], dtype=np.int64),
-        n_genes=int(record["n_genes"]),
+        gene_tokens=record.token_ids,
+        zero_fill=record.zero_fill,
+        n_genes=record.n_genes,
         neighbors=neighbors,
         coordinates=coordinates,
         batch_size=batch_size,

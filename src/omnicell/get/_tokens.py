@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from anndata import AnnData
 
-from .._provenance import get_record
+from .._loader import plan_inference
+from .._tokenization import TokenizeRecord
 from ..data import TokenBatch
 from ..models import OmniCellModel
-from .._loader import plan_inference
 
 __all__ = ["token_batch"]
 
@@ -33,7 +33,7 @@ def token_batch(
     -------
     A :class:`omnicell.data.TokenBatch` with one sequence per requested cell.
     """
-    if get_record(adata, "tokenize") is None:
+    if TokenizeRecord.read(adata) is None:
         raise KeyError("adata has not been tokenised; run oc.pp.tokenize(adata) first.")
     plan = plan_inference(adata, model, batch_size=None, device="cpu", precision="float32")
     focal = np.atleast_1d(np.arange(adata.n_obs)[cells if cells is not None else slice(None)])

@@ -13,8 +13,10 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
+from .._anndata_io import copy_target, finish, resolve_modality
+from .._docs import doc_params
 from .._provenance import write_record
-from .._validate import check_unique_var_names, resolve_modality, update_mudata
+from .._validate import check_unique_var_names
 from ..data import Vocabulary, map_gene_names
 from ..models import OmniCellModel, resolve_model
 
@@ -80,6 +82,7 @@ def vocabulary_token_ids(
     return VocabularyMatch(gene_ids=gene_ids, token_ids=token_ids, record=record)
 
 
+@doc_params
 def map_genes(
     adata: AnnData | MuData,
     model: OmniCellModel | str | os.PathLike | None = None,
@@ -119,10 +122,8 @@ def map_genes(
         Path of the official gene table, with ``source="official"``.
     key_added
         ``var`` column receiving the matched vocabulary ids.
-    mod
-        Modality of a MuData to use.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_mod}
+    {doc_copy}
 
     Returns
     -------
@@ -140,15 +141,11 @@ def map_genes(
         adata.var, loaded.vocab, gene_key=gene_key, species=species, source=source, official_table=official_table
     )
     if copy:
-        container = container.copy() if container is not None else None
-        adata = container.mod[mod] if container is not None else adata.copy()
+        container, adata = copy_target(container, adata, mod)
     adata.var[key_added] = match.gene_ids.astype(str)
     write_record(adata, "map_genes", {**match.record, "key_added": key_added, **loaded.identity()})
-    update_mudata(container)
     logger.info(
         "map_genes: %d of %d genes matched (%s, %s); added .var[%r]",
         match.record["n_matched"], len(match.gene_ids), match.record["species"], match.record["source"], key_added,
     )  # fmt: skip
-    if copy:
-        return container if container is not None else adata
-    return None
+    return finish(container, adata, copy=copy)

@@ -12,8 +12,11 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
+from .._anndata_io import copy_target, finish, resolve_modality
+from .._docs import doc_params
 from .._progress import progress as track_progress
 from .._provenance import write_record
+from .._tokenization import TokenizeRecord
 from .._validate import (
     check_coordinates,
     check_libraries,
@@ -21,8 +24,6 @@ from .._validate import (
     check_unique_var_names,
     describe_var_names,
     expression_source,
-    resolve_modality,
-    update_mudata,
 )
 from ..data import graph_neighbors, highly_variable_scores, spatial_knn, top_variable
 from ..models import OmniCellModel, resolve_model
@@ -36,6 +37,7 @@ __all__ = ["tokenize"]
 logger = logging.getLogger("omnicell")
 
 
+@doc_params
 def tokenize(
     adata: AnnData | MuData,
     model: OmniCellModel | str | os.PathLike | None = None,
@@ -109,10 +111,8 @@ def tokenize(
     coord_scale
         Factor applied to the coordinates before they reach the rotary encoding (for data in
         other units than the model's training data). Neighbour search is unaffected.
-    mod
-        Modality of a MuData to use.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_mod}
+    {doc_copy}
 
     Returns
     -------
@@ -174,8 +174,7 @@ def tokenize(
 
     # Everything is validated: write.
     if copy:
-        container = container.copy() if container is not None else None
-        adata = container.mod[mod] if container is not None else adata.copy()
+        container, adata = copy_target(container, adata, mod)
     selected = np.zeros(len(var), dtype=bool)
     selected[candidates] = True
     _write_var(adata, var, _keys.VAR_GENE_ID, mapping.gene_ids, use_raw=use_raw, missing="")
@@ -186,9 +185,7 @@ def tokenize(
     else:
         adata.obsm.pop(_keys.OBSM_NEIGHBORS, None)
     write_record(adata, "map_genes", mapping.record)
-    write_record(
-        adata,
-        "tokenize",
+    TokenizeRecord.from_mapping(
         {
             "strategy": strategy,
             "genes": np.asarray(var.index[candidates], dtype=str),
@@ -208,17 +205,14 @@ def tokenize(
             "n_vocabulary_genes": len(in_vocab),
             "vocab_sha256": loaded.vocab.sha256(),
             **loaded.identity(),
-        },
-    )
-    update_mudata(container)
+        }
+    ).write(adata)
     logger.info(
         "tokenize: %d of %d genes in the vocabulary, %d candidates (%s); added .var[%r], .uns[%r][%r]%s",
         len(in_vocab), len(var), len(candidates), strategy, _keys.VAR_TOKEN, _keys.UNS, "tokenize",
         f", .obsm[{_keys.OBSM_NEIGHBORS!r}]" if spatial else "",
     )  # fmt: skip
-    if copy:
-        return container if container is not None else adata
-    return None
+    return finish(container, adata, copy=copy)
 
 
 def _write_var(adata: AnnData, var: pd.DataFrame, key: str, values: np.ndarray, *, use_raw: bool, missing) -> None:
@@ -240,7 +234,8 @@ def _spatial_neighbors(
     if neighbors_key is None:
         neighbors = spatial_knn(coordinates, int(n_neighbors), libraries=libraries)
     else:
-        neighbors = graph_neighbors(_spatial_graph(adata, neighbors_key), coordinates, int(n_neighbors), libraries=libraries)
+        graph = _spatial_graph(adata, neighbors_key)
+        neighbors = graph_neighbors(graph, coordinates, int(n_neighbors), libraries=libraries)
     n_short = int((neighbors < 0).any(1).sum())
     if n_short:
         warnings.warn(
@@ -275,7 +270,8 @@ def _columns_of_gene_list(var_names: pd.Index, genes, token_ids: np.ndarray) -> 
     if not usable.any():
         raise ValueError(
             f"None of the {len(requested)} requested genes is both in the var names and in the model "
-            f"vocabulary (requested e.g. {', '.join(requested[:3])}; var names e.g. {', '.join(map(str, var_names[:3]))})."
+            f"vocabulary (requested e.g. {', '.join(requested[:3])}; "
+            f"var names e.g. {', '.join(map(str, var_names[:3]))})."
         )
     dropped = requested[~usable]
     if len(dropped):

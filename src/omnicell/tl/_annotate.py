@@ -17,12 +17,13 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._anndata_io import copy_target, finish, resolve_modality
+from .._docs import doc_params
 from .._progress import progress
 from .._provenance import get_record, write_record
 from .._settings import settings
-from .._validate import resolve_modality
 from ..models import resolve_device
-from ._cell_tasks import copy_target, finish, get_labels, get_representation
+from ._cell_tasks import get_labels, get_representation
 
 __all__ = ["MLPClassifier", "annotate", "cross_validate_annotation", "fit_classifier", "predict_proba"]
 
@@ -116,6 +117,7 @@ def _check_training(epochs: int, lr: float, batch_size: int, hidden_sizes: Seque
         raise ValueError(f"hidden_sizes must be two positive layer widths, got {tuple(hidden_sizes)!r}.")
 
 
+@doc_params
 def annotate(
     adata: AnnData | MuData,
     reference: AnnData,
@@ -171,8 +173,7 @@ def annotate(
         ``obs`` column of the predicted labels; probabilities go to ``obsm[key_added + '_probabilities']``.
     mod
         Modality of a MuData query.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_copy}
 
     Returns
     -------
@@ -244,6 +245,7 @@ def annotate(
     return finish(container, adata, copy=copy)
 
 
+@doc_params
 def cross_validate_annotation(
     adata: AnnData | MuData,
     label_key: str,
@@ -283,8 +285,7 @@ def cross_validate_annotation(
         Random seed of the folds and of every classifier; None uses ``oc.settings.seed``.
     key_added
         Also write each cell's out-of-fold prediction to ``obs[key_added]`` (None: do not).
-    mod
-        Modality of a MuData.
+    {doc_mod}
 
     Returns
     -------

@@ -18,10 +18,11 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._anndata_io import copy_target, finish, resolve_modality
+from .._docs import doc_params
 from .._provenance import write_record
 from .._settings import settings
-from .._validate import resolve_modality
-from ._cell_tasks import copy_target, finish, get_labels, get_representation
+from ._cell_tasks import get_labels, get_representation
 
 __all__ = ["benchmark", "exact_neighbors"]
 
@@ -69,6 +70,7 @@ def _exact_searches(*, enabled: bool):
         scib_logger.setLevel(level)
 
 
+@doc_params
 def benchmark(
     adata: AnnData | MuData,
     *,
@@ -116,10 +118,8 @@ def benchmark(
         Exact scikit-learn neighbour searches, also for kBET's diffusion neighbours (which
         scib-metrics otherwise finds with pynndescent, compiled on first use); False keeps
         scib-metrics' own searches.
-    mod
-        Modality of a MuData.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_mod}
+    {doc_copy}
 
     Returns
     -------

@@ -11,14 +11,11 @@ from scipy.sparse import SparseEfficiencyWarning
 
 from .. import _keys
 from .._provenance import get_record
-from .._validate import update_mudata
 
 __all__ = [
     "DEFAULT_RESOLUTIONS",
     "agreement",
     "as_categorical",
-    "copy_target",
-    "finish",
     "get_labels",
     "get_representation",
     "knn_graph",
@@ -174,20 +171,3 @@ def search_resolution(
             high = middle
     best = min(tried, key=lambda r: (abs(count(r) - n_clusters), r))
     return best, tried[best], [(r, count(r)) for r in tried]
-
-
-def copy_target(container, adata: AnnData, mod: str):
-    """``(container, adata)`` of a copy: the MuData is copied when there is one."""
-    if container is not None:
-        container = container.copy()
-        return container, container.mod[mod]
-    return None, adata.copy()
-
-
-def finish(container, adata: AnnData, *, copy: bool):
-    """What a tool returns: the (copied) AnnData or MuData with ``copy=True``, else None."""
-    if container is not None:
-        update_mudata(container)
-    if not copy:
-        return None
-    return container if container is not None else adata

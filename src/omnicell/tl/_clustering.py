@@ -15,15 +15,14 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._anndata_io import copy_target, finish, resolve_modality
+from .._docs import doc_params
 from .._provenance import write_record
 from .._settings import settings
-from .._validate import resolve_modality
 from ._cell_tasks import (
     DEFAULT_RESOLUTIONS,
     agreement,
     as_categorical,
-    copy_target,
-    finish,
     get_labels,
     get_representation,
     knn_graph,
@@ -37,6 +36,7 @@ logger = logging.getLogger("omnicell")
 SELECT = ("ari+nmi", "ari", "nmi")
 
 
+@doc_params
 def evaluate_clustering(
     adata: AnnData | MuData,
     label_key: str,
@@ -82,10 +82,8 @@ def evaluate_clustering(
         Random seed of the graph and of Leiden; None uses ``oc.settings.seed``.
     key_added
         ``obs`` column of the best clustering.
-    mod
-        Modality of a MuData.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_mod}
+    {doc_copy}
 
     Returns
     -------

@@ -16,13 +16,14 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._anndata_io import copy_target, finish, resolve_modality
+from .._docs import doc_params
 from .._progress import progress
 from .._provenance import write_record
 from .._settings import settings
-from .._validate import resolve_modality
 from ..models import resolve_device
 from ._annotate import _classes, _warn_if_models_differ
-from ._cell_tasks import copy_target, finish, get_labels, get_representation
+from ._cell_tasks import get_labels, get_representation
 
 __all__ = ["deconvolve", "map_to_reference"]
 
@@ -89,6 +90,7 @@ def map_to_reference(
     return mapping, loss_value
 
 
+@doc_params
 def deconvolve(
     adata: AnnData | MuData,
     reference: AnnData,
@@ -153,10 +155,8 @@ def deconvolve(
         ``obsm`` key of the proportions.
     dominant_key
         ``obs`` column of the dominant type.
-    mod
-        Modality of a MuData.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_mod}
+    {doc_copy}
 
     Returns
     -------

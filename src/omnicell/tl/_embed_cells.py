@@ -16,9 +16,10 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._anndata_io import copy_target, finish, resolve_modality, update_mudata
+from .._docs import doc_params
 from .._loader import InferencePlan, Precision
 from .._provenance import write_record
-from .._validate import resolve_modality, update_mudata
 from ..model import pool_cells
 from ..models import OmniCellModel
 from ._tokenized import plan_tokenized
@@ -28,6 +29,7 @@ __all__ = ["embed_cells"]
 logger = logging.getLogger("omnicell")
 
 
+@doc_params
 def embed_cells(
     adata: AnnData | MuData,
     model: OmniCellModel | str | os.PathLike | None = None,
@@ -53,13 +55,9 @@ def embed_cells(
     ----------
     adata
         Cells x genes, as given to :func:`omnicell.pp.tokenize`.
-    model
-        Model object, registry name or folder; None uses ``oc.settings.default_model``.
-        It must have the vocabulary ``tokenize`` used.
-    batch_size
-        Cells (focal cells in spatial mode) per forward pass; None uses ``oc.settings.batch_size``.
-    device
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``; None uses ``oc.settings.device``.
+    {doc_model}
+    {doc_batch_size}
+    {doc_device}
     projection
         Share ``tau`` of the output matrix's spectral energy to keep (0.9 in the paper: 316
         dimensions for the released weights); None stores the normalised pooled state unprojected.
@@ -67,14 +65,11 @@ def embed_cells(
         ``obsm`` key of the embedding; spatial mode adds ``key_added + '_niche'``.
     store_window
         Spatial mode: also store the (n_obs, 1 + k, m) embeddings of every window.
-    precision
-        ``"auto"`` runs bfloat16 autocast on CUDA and float32 elsewhere; pooling and projection
-        are always float32.
+    {doc_precision}
     mod
         Modality of a MuData to embed; results go to that modality, and the cell embedding is
         mirrored to ``mdata.obsm[key_added]`` (NaN for cells absent from the modality).
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_copy}
 
     Returns
     -------
@@ -96,8 +91,7 @@ def embed_cells(
         raise ValueError(f"projection must lie in (0, 1] or be None, got {projection!r}.")
     # With copy=True all work, the automatic tokenisation included, happens on the copy.
     if copy:
-        container = container.copy() if container is not None else None
-        adata = container.mod[mod] if container is not None else adata.copy()
+        container, adata = copy_target(container, adata, mod)
     plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
     started = time.perf_counter()
     window, n_empty = embed_windows(plan, projection)
@@ -118,9 +112,7 @@ def embed_cells(
     )  # fmt: skip
     if container is not None:
         _mirror_to_mudata(container, mod, key_added, window[:, 0])
-    if copy:
-        return container if container is not None else adata
-    return None
+    return finish(container, adata, copy=copy)
 
 
 def write_embedding(

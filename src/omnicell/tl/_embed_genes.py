@@ -17,10 +17,11 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._anndata_io import copy_target, finish, resolve_modality
+from .._docs import doc_params
 from .._loader import InferencePlan, Precision
 from .._provenance import write_record
 from .._settings import settings
-from .._validate import resolve_modality
 from ..models import OmniCellModel
 from ._gene_states import (
     DEFAULT_MAX_MEMORY,
@@ -41,6 +42,7 @@ __all__ = ["embed_genes"]
 logger = logging.getLogger("omnicell")
 
 
+@doc_params
 def embed_genes(
     adata: AnnData | MuData,
     model: OmniCellModel | str | os.PathLike | None = None,
@@ -95,8 +97,7 @@ def embed_genes(
     ----------
     adata
         Cells x genes, as given to :func:`omnicell.pp.tokenize` (run with its defaults if not yet).
-    model
-        Model object, registry name or folder; None uses ``oc.settings.default_model``.
+    {doc_model}
     level
         ``"dataset"`` (one embedding per gene) or ``"cell"`` (per-group summaries and/or a store).
     groupby
@@ -136,12 +137,11 @@ def embed_genes(
         GB of per-cell gene embeddings held in memory; more spill to a temporary file on disk.
     key_added
         ``varm`` key; default ``'omnicell'`` (dataset level) or ``'omnicell_cell'`` (cell level).
-    batch_size, device, precision
-        Forward-pass settings, as in :func:`omnicell.tl.embed_cells`.
-    mod
-        Modality of a MuData.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_batch_size}
+    {doc_device}
+    {doc_precision}
+    {doc_mod}
+    {doc_copy}
 
     Returns
     -------
@@ -186,8 +186,7 @@ def embed_genes(
     seed = int(settings.seed if seed is None else seed)
     key = key_added or (_keys.GENE_EMBEDDING if level == "dataset" else _keys.CELL_GENE_EMBEDDING)
     if copy:
-        container = container.copy() if container is not None else None
-        adata = container.mod[mod] if container is not None else adata.copy()
+        container, adata = copy_target(container, adata, mod)
     plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
     index = gene_index(adata, plan)
     chosen = _chosen_genes(index, genes)
@@ -231,11 +230,7 @@ def embed_genes(
         level, len(chosen), adata.n_obs, time.perf_counter() - started, key,
         f" and the store {store}" if store is not None else "",
     )  # fmt: skip
-    if container is not None:
-        container.update()
-    if copy:
-        return container if container is not None else adata
-    return None
+    return finish(container, adata, copy=copy)
 
 
 def _chosen_genes(index: GeneIndex, genes: Sequence[str] | None) -> np.ndarray:

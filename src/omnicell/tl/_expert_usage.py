@@ -15,10 +15,11 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._anndata_io import copy_target, finish, resolve_modality
+from .._docs import doc_params
 from .._groups import expert_zscores
 from .._progress import progress
 from .._provenance import write_record
-from .._validate import resolve_modality
 from ..models import OmniCellModel
 from ._gene_states import gene_index, group_codes, token_genes
 from ._tokenized import plan_tokenized
@@ -43,6 +44,7 @@ def gene_routing(model: OmniCellModel, token_ids: np.ndarray, *, weights: str = 
     return probabilities.float().cpu().numpy()
 
 
+@doc_params
 def expert_usage(
     adata: AnnData | MuData,
     groupby: str,
@@ -69,8 +71,7 @@ def expert_usage(
         Cells x genes, as given to :func:`omnicell.pp.tokenize` (run with its defaults if not yet).
     groupby
         ``obs`` column with the groups (e.g. cell types).
-    model
-        Model object, registry name or folder; None uses ``oc.settings.default_model``.
+    {doc_model}
     weights
         ``"probability"``: the router's softmax over all routed experts; ``"topk"``: the weights
         the model actually applies (probabilities of the top-k experts, others 0).
@@ -78,10 +79,8 @@ def expert_usage(
         Key of the per-cell (``obsm``) and per-gene (``varm``) results.
     batch_size
         Cells per batch of sequences; None uses ``oc.settings.batch_size``.
-    mod
-        Modality of a MuData.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_mod}
+    {doc_copy}
 
     Returns
     -------
@@ -101,8 +100,7 @@ def expert_usage(
         raise ValueError(f"weights must be 'probability' or 'topk', got {weights!r}.")
     codes, labels = group_codes(adata, groupby)
     if copy:
-        container = container.copy() if container is not None else None
-        adata = container.mod[mod] if container is not None else adata.copy()
+        container, adata = copy_target(container, adata, mod)
     plan = plan_tokenized(adata, model, batch_size=batch_size, device="cpu", precision="float32")
     index = gene_index(adata, plan)
     started = time.perf_counter()
@@ -148,8 +146,4 @@ def expert_usage(
         "expert_usage: %d cells, %d groups in %.1fs; added .obsm[%r], .varm[%r], .uns['omnicell']['expert_usage']",
         adata.n_obs, len(labels), time.perf_counter() - started, key_added, key_added,
     )  # fmt: skip
-    if container is not None:
-        container.update()
-    if copy:
-        return container if container is not None else adata
-    return None
+    return finish(container, adata, copy=copy)

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from anndata import AnnData
 
+from .._anndata_io import resolve_modality, update_mudata
 from .._loader import Precision, plan_inference
-from .._provenance import get_record, write_record
+from .._provenance import write_record
 from .._settings import settings
-from .._validate import resolve_modality
+from .._tokenization import TokenizeRecord
 from ..models import OmniCellModel, resolve_device, resolve_model
 from ..train import (
     CellStream,
@@ -156,14 +157,14 @@ def fine_tune(
     optimizer = OptimizerConfig(lr=float(lr), min_lr=float(min_lr), warmup_steps=0, weight_decay=float(weight_decay),
                                 clip_norm=clip_norm)  # fmt: skip
     base = resolve_model(model)
-    record = get_record(adata, "tokenize")
-    if record is not None and spatial is not None and bool(record["spatial"]) != spatial:
+    record = TokenizeRecord.read(adata)
+    if record is not None and spatial is not None and record.spatial != spatial:
         raise ValueError(
-            f"adata was tokenised with spatial={bool(record['spatial'])} but fine_tune was asked for "
+            f"adata was tokenised with spatial={record.spatial} but fine_tune was asked for "
             f"spatial={spatial}. "
             f"Run oc.pp.tokenize(adata, model, spatial={spatial}) first, or leave spatial=None."
         )
-    kind = "spatial" if (spatial if spatial is not None else bool(record and record["spatial"])) else "single_cell"
+    kind = "spatial" if (spatial if spatial is not None else record is not None and record.spatial) else "single_cell"
     if isinstance(masking, MaskingConfig):
         masking_config = masking
     else:
@@ -280,5 +281,5 @@ def fine_tune(
         },
     )
     if container is not None:
-        container.update()
+        update_mudata(container)
     return tuned

@@ -19,9 +19,10 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._anndata_io import copy_target, finish, resolve_modality
+from .._docs import doc_params
 from .._loader import Precision
 from .._provenance import write_record
-from .._validate import resolve_modality
 from ..model import OmniCell
 from ..models import OmniCellModel
 from ._gene_states import gene_index, group_codes, token_genes
@@ -63,6 +64,7 @@ def received_attention(network: OmniCell) -> Iterator[None]:
             handle.remove()
 
 
+@doc_params
 def gene_importance(
     adata: AnnData | MuData,
     model: OmniCellModel | str | os.PathLike | None = None,
@@ -91,8 +93,7 @@ def gene_importance(
     ----------
     adata
         Cells x genes, as given to :func:`omnicell.pp.tokenize` (run with its defaults if not yet).
-    model
-        Model object, registry name or folder; None uses ``oc.settings.default_model``.
+    {doc_model}
     groupby
         Also write the mean importance of each gene in each group of this ``obs`` column.
     layers
@@ -103,12 +104,10 @@ def gene_importance(
         Key of the ``layers`` and ``varm`` results.
     batch_size
         Cells per forward pass; None uses ``min(oc.settings.batch_size, 8)``.
-    device, precision
-        As in :func:`omnicell.tl.embed_cells`.
-    mod
-        Modality of a MuData.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_device}
+    {doc_precision}
+    {doc_mod}
+    {doc_copy}
 
     Returns
     -------
@@ -129,8 +128,7 @@ def gene_importance(
         raise ValueError("Nothing to write: pass groupby= for per-group importance or keep store_cells=True.")
     codes, labels = group_codes(adata, groupby) if groupby is not None else (None, None)
     if copy:
-        container = container.copy() if container is not None else None
-        adata = container.mod[mod] if container is not None else adata.copy()
+        container, adata = copy_target(container, adata, mod)
     if batch_size is None:
         from .._settings import settings
 
@@ -191,11 +189,7 @@ def gene_importance(
         "gene_importance: %d cells in %.1fs; added %s",
         adata.n_obs, time.perf_counter() - started, " and ".join(written),
     )  # fmt: skip
-    if container is not None:
-        container.update()
-    if copy:
-        return container if container is not None else adata
-    return None
+    return finish(container, adata, copy=copy)
 
 
 def importance_roc(

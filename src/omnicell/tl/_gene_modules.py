@@ -15,9 +15,11 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
-from .._provenance import get_record, write_record
+from .._anndata_io import copy_target, finish, resolve_modality
+from .._docs import doc_params
+from .._provenance import write_record
 from .._settings import settings
-from .._validate import resolve_modality
+from .._tokenization import TokenizeRecord
 
 __all__ = ["gene_modules", "gene_similarity"]
 
@@ -49,6 +51,7 @@ def gene_similarity(
     return adjacency
 
 
+@doc_params
 def gene_modules(
     adata: AnnData | MuData,
     *,
@@ -103,10 +106,8 @@ def gene_modules(
         Random seed of the community detection and the control genes; None uses ``oc.settings.seed``.
     key_added
         ``var`` column of the modules and prefix of the ``obs`` score columns.
-    mod
-        Modality of a MuData.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_mod}
+    {doc_copy}
 
     Returns
     -------
@@ -139,8 +140,8 @@ def gene_modules(
         raise ValueError(f"adata.varm[{use_rep!r}] has fewer than two genes with an embedding.")
     seed = int(settings.seed if seed is None else seed)
     if layer is None and use_raw is None:
-        record = get_record(adata, "tokenize") or {}
-        layer, use_raw = record.get("layer"), bool(record.get("use_raw", False))
+        record = TokenizeRecord.read(adata)
+        layer, use_raw = (record.layer, record.use_raw) if record is not None else (None, False)
     use_raw = bool(use_raw)
 
     adjacency = gene_similarity(embedding[rows], similarity=similarity, power=power)
@@ -160,8 +161,7 @@ def gene_modules(
         )
 
     if copy:
-        container = container.copy() if container is not None else None
-        adata = container.mod[mod] if container is not None else adata.copy()
+        container, adata = copy_target(container, adata, mod)
     adata.var[key_added] = pd.Categorical.from_codes(module, categories=labels)
     score_keys = []
     if score:
@@ -199,11 +199,7 @@ def gene_modules(
     )
     logger.info("gene_modules: %d modules of %d genes; added .var[%r]%s", len(labels), len(rows), key_added,
                 f" and {len(score_keys)} .obs score columns" if score_keys else "")  # fmt: skip
-    if container is not None:
-        container.update()
-    if copy:
-        return container if container is not None else adata
-    return None
+    return finish(container, adata, copy=copy)
 
 
 def _communities(adjacency: np.ndarray, *, method: str, resolution: float, seed: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from anndata import AnnData
 
 from .._groups import group_codes  # re-exported for the gene-level tools
 from .._loader import InferencePlan
-from .._provenance import get_record
+from .._tokenization import TokenizeRecord
 from ..data import read_csr
 from ..model import pool_cells
 
@@ -79,8 +79,7 @@ class GeneIndex:
 
 def gene_index(adata: AnnData, plan: InferencePlan) -> GeneIndex:
     """Index the candidates of ``adata``'s tokenisation (run by :func:`plan_inference`)."""
-    record = get_record(adata, "tokenize")
-    names = np.asarray(record["genes"], dtype=str)
+    names = TokenizeRecord.read(adata).genes
     token_ids = np.asarray(plan.gene_tokens, dtype=np.int64)
     lookup = np.full(max(int(token_ids.max(initial=0)), plan.model.vocab.max_token_id) + 1, -1, dtype=np.int64)
     lookup[token_ids] = np.arange(len(token_ids))

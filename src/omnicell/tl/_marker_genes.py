@@ -19,9 +19,11 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._anndata_io import copy_target, finish, resolve_modality
+from .._docs import doc_params
 from .._loader import Precision
 from .._provenance import write_record
-from .._validate import resolve_modality
+from .._tokenization import TokenizeRecord
 from ..models import OmniCellModel
 from ._gene_states import (
     DEFAULT_MAX_MEMORY,
@@ -81,6 +83,7 @@ def wasserstein_one_vs_rest(values: torch.Tensor, codes: torch.Tensor, n_groups:
     return result
 
 
+@doc_params
 def marker_genes(
     adata: AnnData | MuData,
     groupby: str,
@@ -114,8 +117,7 @@ def marker_genes(
         Cells x genes, as given to :func:`omnicell.pp.tokenize` (run with its defaults if not yet).
     groupby
         ``obs`` column with the groups (e.g. cell types).
-    model
-        Model object, registry name or folder; None uses ``oc.settings.default_model``.
+    {doc_model}
     groups
         Groups to find markers for (default all); the rest is always every other cell.
     n_genes
@@ -134,12 +136,11 @@ def marker_genes(
         ``uns`` key of the result.
     max_memory
         GB of cell-level gene embeddings held in memory; more spill to a temporary file on disk.
-    batch_size, device, precision
-        Forward-pass settings, as in :func:`omnicell.tl.embed_cells`.
-    mod
-        Modality of a MuData.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_batch_size}
+    {doc_device}
+    {doc_precision}
+    {doc_mod}
+    {doc_copy}
 
     Returns
     -------
@@ -175,8 +176,7 @@ def marker_genes(
             f"No zarr store at {store}; write one with oc.tl.embed_genes(adata, level='cell', store=...)."
         )
     if copy:
-        container = container.copy() if container is not None else None
-        adata = container.mod[mod] if container is not None else adata.copy()
+        container, adata = copy_target(container, adata, mod)
     plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
     index = gene_index(adata, plan)
     started = time.perf_counter()
@@ -257,20 +257,15 @@ def marker_genes(
         "marker_genes: %d groups, %d genes in %.1fs; added .uns[%r]",
         len(labels), len(genes), time.perf_counter() - started, key_added,
     )  # fmt: skip
-    if container is not None:
-        container.update()
-    if copy:
-        return container if container is not None else adata
-    return None
+    return finish(container, adata, copy=copy)
 
 
 def get_tokenize_source(adata: AnnData) -> dict:
     """``use_raw`` and ``layer`` of the matrix the tokenisation read."""
-    from .._provenance import get_record
-
-    record = get_record(adata, "tokenize") or {}
-    layer = record.get("layer")
-    return {"use_raw": bool(record.get("use_raw", False)), "layer": None if layer is None else str(layer)}
+    record = TokenizeRecord.read(adata)
+    if record is None:
+        return {"use_raw": False, "layer": None}
+    return {"use_raw": record.use_raw, "layer": record.layer}
 
 
 def _scores(source: CellGeneEmbeddings, codes: np.ndarray, n_groups: int, *, budget: int) -> np.ndarray:

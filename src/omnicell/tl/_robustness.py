@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -19,13 +20,16 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._anndata_io import copy_target, finish, resolve_modality
+from .._docs import doc_params
 from .._loader import Precision
-from .._provenance import get_record, write_record
+from .._provenance import write_record
 from .._settings import settings
-from .._validate import expression_source, resolve_modality
+from .._tokenization import TokenizeRecord
+from .._validate import expression_source
 from ..data import read_csr
 from ..models import OmniCellModel
-from ._cell_tasks import agreement, copy_target, finish, get_labels, knn_graph, leiden
+from ._cell_tasks import agreement, get_labels, knn_graph, leiden
 from ._tokenized import ensure_tokenized
 
 __all__ = ["dropout_robustness", "tokenised_matrix"]
@@ -38,11 +42,11 @@ DEFAULT_RATES = tuple(round(0.05 * i, 2) for i in range(20))
 _CHUNK_ROWS = 4096
 
 
-def tokenised_matrix(adata: AnnData) -> tuple[sp.csr_matrix, dict]:
+def tokenised_matrix(adata: AnnData) -> tuple[sp.csr_matrix, TokenizeRecord]:
     """The cells x tokenised genes matrix that :func:`omnicell.pp.tokenize` recorded, and the record."""
-    record = get_record(adata, "tokenize")
-    matrix, var, _ = expression_source(adata, layer=record.get("layer"), use_raw=bool(record.get("use_raw", False)))
-    columns = var.index.get_indexer(np.asarray(record["genes"], dtype=str))
+    record = TokenizeRecord.read(adata)
+    matrix, var, _ = expression_source(adata, layer=record.layer, use_raw=record.use_raw)
+    columns = var.index.get_indexer(record.genes)
     if (columns < 0).any():
         raise ValueError(
             "Some genes chosen by tokenize are no longer in adata (subset since?). Run oc.pp.tokenize again."
@@ -54,20 +58,17 @@ def tokenised_matrix(adata: AnnData) -> tuple[sp.csr_matrix, dict]:
     return sp.vstack(blocks, format="csr"), record
 
 
-def _noisy_anndata(adata: AnnData, values: sp.csr_matrix, record: dict) -> AnnData:
+def _noisy_anndata(adata: AnnData, values: sp.csr_matrix, record: TokenizeRecord) -> AnnData:
     """An AnnData holding only what ``embed_cells`` reads: the perturbed tokenised genes and the tokenisation."""
-    genes = np.asarray(record["genes"], dtype=str)
-    noisy = AnnData(X=values, obs=adata.obs.copy(), var=pd.DataFrame(index=pd.Index(genes)))
-    tokenize = dict(record)
-    tokenize["use_raw"], tokenize["layer"] = False, None
-    tokenize.pop("omnicell_version", None)
-    noisy.uns[_keys.UNS] = {"tokenize": tokenize}
-    if bool(record.get("spatial", False)):
+    noisy = AnnData(X=values, obs=adata.obs.copy(), var=pd.DataFrame(index=pd.Index(record.genes)))
+    dataclasses.replace(record, use_raw=False, layer=None).write(noisy)
+    if record.spatial:
         noisy.obsm[_keys.OBSM_NEIGHBORS] = np.asarray(adata.obsm[_keys.OBSM_NEIGHBORS])
-        noisy.obsm[str(record["spatial_key"])] = np.asarray(adata.obsm[str(record["spatial_key"])])
+        noisy.obsm[str(record.spatial_key)] = np.asarray(adata.obsm[str(record.spatial_key)])
     return noisy
 
 
+@doc_params
 def dropout_robustness(
     adata: AnnData | MuData,
     model: OmniCellModel | str | os.PathLike | None = None,
@@ -98,8 +99,7 @@ def dropout_robustness(
     ----------
     adata
         Cells x genes with labels in ``obs[label_key]``.
-    model
-        Model object, registry name or folder; None uses ``oc.settings.default_model``.
+    {doc_model}
     label_key
         ``obs`` column with the reference labels.
     rates
@@ -113,14 +113,13 @@ def dropout_robustness(
         tokenised genes, perturbed values in ``.X``, ``obs`` copied) to an (n_obs, d) embedding,
         e.g. a PCA baseline on the same genes. ``model`` is then only used to tokenise when
         ``adata`` is not tokenised yet.
-    batch_size, device, precision
-        Forward-pass settings, as in :func:`omnicell.tl.embed_cells`.
+    {doc_batch_size}
+    {doc_device}
+    {doc_precision}
     seed
         Random seed of the dropout draws, the graphs and Leiden; None uses ``oc.settings.seed``.
-    mod
-        Modality of a MuData.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_mod}
+    {doc_copy}
 
     Returns
     -------
@@ -148,7 +147,7 @@ def dropout_robustness(
     seed = int(settings.seed if seed is None else seed)
     if copy:
         container, adata = copy_target(container, adata, mod)
-    loaded = ensure_tokenized(adata, model) if embed is None or get_record(adata, "tokenize") is None else None
+    loaded = ensure_tokenized(adata, model) if embed is None or TokenizeRecord.read(adata) is None else None
     check_adata(adata, "dropout_robustness")
     values, record = tokenised_matrix(adata)
     draws = np.random.default_rng(seed).random(values.nnz)

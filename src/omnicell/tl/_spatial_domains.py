@@ -14,11 +14,13 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
+from .._anndata_io import copy_target, finish, resolve_modality
+from .._docs import doc_params
 from .._provenance import write_record
 from .._settings import settings
-from .._validate import check_coordinates, check_libraries, resolve_modality
+from .._validate import check_coordinates, check_libraries
 from ..data import spatial_knn
-from ._cell_tasks import as_categorical, copy_target, finish, get_representation, knn_graph, leiden, search_resolution
+from ._cell_tasks import as_categorical, get_representation, knn_graph, leiden, search_resolution
 
 __all__ = ["neighborhood_average", "spatial_domains"]
 
@@ -27,6 +29,7 @@ logger = logging.getLogger("omnicell")
 NICHE = _keys.EMBEDDING + _keys.NICHE_SUFFIX
 
 
+@doc_params
 def spatial_domains(
     adata: AnnData | MuData,
     *,
@@ -75,10 +78,8 @@ def spatial_domains(
         Random seed of the graph and of Leiden; None uses ``oc.settings.seed``.
     key_added
         ``obs`` column of the domains.
-    mod
-        Modality of a MuData.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_mod}
+    {doc_copy}
 
     Returns
     -------
@@ -145,6 +146,7 @@ def spatial_domains(
     return finish(container, adata, copy=copy)
 
 
+@doc_params
 def neighborhood_average(
     adata: AnnData | MuData,
     *,
@@ -179,10 +181,8 @@ def neighborhood_average(
         ``obs`` column naming each cell's section; neighbours are searched within the section.
     key_added
         ``obsm`` key of the result; default ``use_rep + '_niche'``.
-    mod
-        Modality of a MuData.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_mod}
+    {doc_copy}
 
     Returns
     -------

@@ -12,7 +12,7 @@ import torch
 from anndata import AnnData
 
 from .._loader import InferencePlan, Precision, check_options, plan_inference
-from .._provenance import get_record
+from .._tokenization import TokenizeRecord
 from ..models import OmniCellModel, resolve_model
 from ..pp import tokenize
 
@@ -22,7 +22,7 @@ __all__ = ["ensure_tokenized", "plan_tokenized"]
 def ensure_tokenized(adata: AnnData, model: OmniCellModel | str | os.PathLike | None, **options) -> OmniCellModel:
     """The loaded model, after running :func:`omnicell.pp.tokenize` (its defaults, or ``options``) if it never ran."""
     loaded = resolve_model(model)
-    if get_record(adata, "tokenize") is None:
+    if TokenizeRecord.read(adata) is None:
         tokenize(adata, loaded, **options)
     return loaded
 
