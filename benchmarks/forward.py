@@ -56,7 +56,7 @@ import sys
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _here]
 
-import argparse  # noqa: E402
+import argparse
 import copy
 import dataclasses
 import datetime

@@ -30,10 +30,10 @@ from pathlib import Path
 # benchmarks/tokenize.py would shadow the standard library's tokenize module.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import shlex  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import shlex
+import time
 
 ROOT = Path(__file__).resolve().parents[1]
 try:

@@ -31,14 +31,14 @@ from pathlib import Path
 # shadow the standard library's tokenize module (used by inspect, hence torch).
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
-import shlex  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import tempfile
+import time
 
 ROOT = Path(__file__).resolve().parents[1]
 try:
@@ -150,9 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     import omnicell as oc
+    from omnicell._loader import plan_inference
     from omnicell.tl._gene_states import collect_cell_gene_embeddings, gene_index
     from omnicell.tl._gpr_gnn import gcn_propagation, knn_kernel_graph
-    from omnicell._loader import plan_inference
 
     oc.settings.progress_bar = False
     print(f"omnicell {oc.__version__}, torch {torch.__version__}, {platform.platform()}, {args.threads} thread(s)")

@@ -39,7 +39,9 @@ import scipy.sparse as sp
 N_SPECIAL = ("<RNA_START>", "<RNA_END>", "<ATAC_START>", "<ATAC_END>")
 
 
-def synthetic_counts(n_cells: int, n_genes: int, expressed: int, *, seed: int = 0, chunk: int = 10_000) -> sp.csr_matrix:
+def synthetic_counts(
+    n_cells: int, n_genes: int, expressed: int, *, seed: int = 0, chunk: int = 10_000
+) -> sp.csr_matrix:
     """Sparse counts with about ``expressed`` distinct genes per cell and gene-specific means."""
     rng = np.random.default_rng(seed)
     gene_weight = rng.gamma(0.5, 1.0, size=n_genes)
@@ -71,7 +73,9 @@ def per_cell_official(matrix: sp.csr_matrix, columns: np.ndarray, gene_tokens: n
     return sequences
 
 
-def per_cell_paper(matrix: sp.csr_matrix, fill_order: np.ndarray, gene_tokens: np.ndarray, n_genes: int, rows: np.ndarray) -> list:
+def per_cell_paper(
+    matrix: sp.csr_matrix, fill_order: np.ndarray, gene_tokens: np.ndarray, n_genes: int, rows: np.ndarray
+) -> list:
     """The paper's rule one cell at a time: expressed genes by descending value, then zero fill genes."""
     sequences = []
     for row in rows:
@@ -85,7 +89,9 @@ def per_cell_paper(matrix: sp.csr_matrix, fill_order: np.ndarray, gene_tokens: n
         levels = sorted(set(chosen.tolist()) | {0.0})
         level_of = {value: i for i, value in enumerate(levels)}
         top = max(len(levels) - 1, 1)
-        sequences.append(([-1, *gene_tokens[genes].tolist(), -2], [0.0, *(5.0 * level_of[v] / top for v in chosen), 0.0]))
+        sequences.append(
+            ([-1, *gene_tokens[genes].tolist(), -2], [0.0, *(5.0 * level_of[v] / top for v in chosen), 0.0])
+        )
     return sequences
 
 
@@ -94,8 +100,11 @@ def tokenisation(args: argparse.Namespace) -> dict:
 
     started = time.perf_counter()
     matrix = synthetic_counts(args.cells, args.genes, args.expressed)
-    print(f"matrix: {matrix.shape[0]:,} cells x {matrix.shape[1]:,} genes, {matrix.nnz / matrix.shape[0]:.0f} expressed per cell "
-          f"(built in {time.perf_counter() - started:.1f} s)")
+    print(
+        f"matrix: {matrix.shape[0]:,} cells x {matrix.shape[1]:,} genes, "
+        f"{matrix.nnz / matrix.shape[0]:.0f} expressed per cell "
+        f"(built in {time.perf_counter() - started:.1f} s)"
+    )
     all_columns = np.arange(args.genes)
     gene_tokens = np.arange(args.genes, dtype=np.int64)
     started = time.perf_counter()
@@ -117,7 +126,10 @@ def tokenisation(args: argparse.Namespace) -> dict:
                             zero_fill=setup["zero_fill"], n_genes=setup["n_genes"])  # fmt: skip
         seconds = time.perf_counter() - started
         results[f"{name}_cells_per_s"] = args.cells / seconds
-        print(f"omnicell strategy={name:<9}: {args.cells:,} cells in {seconds:.1f} s = {args.cells / seconds:,.0f} cells/s")
+        print(
+            f"omnicell strategy={name:<9}: {args.cells:,} cells in {seconds:.1f} s = "
+            f"{args.cells / seconds:,.0f} cells/s"
+        )
 
     rows = np.arange(min(args.loop_cells, args.cells))
     loops = {
@@ -129,7 +141,10 @@ def tokenisation(args: argparse.Namespace) -> dict:
         loop()
         seconds = time.perf_counter() - started
         results[f"{name}_loop_cells_per_s"] = len(rows) / seconds
-        print(f"per-cell loop strategy={name:<9}: {len(rows):,} cells in {seconds:.1f} s = {len(rows) / seconds:,.0f} cells/s")
+        print(
+            f"per-cell loop strategy={name:<9}: {len(rows):,} cells in {seconds:.1f} s = "
+            f"{len(rows) / seconds:,.0f} cells/s"
+        )
     for name in loops:
         ratio = results[f"{name}_cells_per_s"] / results[f"{name}_loop_cells_per_s"]
         results[f"{name}_speedup"] = ratio
@@ -171,7 +186,9 @@ def backed_memory(args: argparse.Namespace) -> list[dict]:
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         genes = [f"ENSG{i:011d}" for i in range(args.genes)]
-        vocab = Vocabulary({**{g: i for i, g in enumerate(genes)}, **{t: args.genes + i for i, t in enumerate(N_SPECIAL)}})
+        vocab = Vocabulary(
+            {**{g: i for i, g in enumerate(genes)}, **{t: args.genes + i for i, t in enumerate(N_SPECIAL)}}
+        )
         torch.manual_seed(0)
         config = OmniCellConfig(num_gene=args.genes + 4, d_model=32, heads=4, dim=8, num_layers=2, hidden_dim=64,
                                 num_shared=2, num_routing=4, topk=2, token_per_cell=args.memory_genes)  # fmt: skip
@@ -190,8 +207,11 @@ def backed_memory(args: argparse.Namespace) -> list[dict]:
             n_obs, seconds, peak_mib, baseline_mib = output.stdout.split()
             rows.append({"cells": int(n_obs), "seconds": float(seconds), "peak_rss_mib": float(peak_mib),
                          "rss_before_mib": float(baseline_mib), "file_mib": path.stat().st_size / 2**20})  # fmt: skip
-            print(f"backed {int(n_obs):>8,} cells ({rows[-1]['file_mib']:.0f} MiB on disk): tokenize + embed_cells "
-                  f"{float(seconds):.1f} s, peak RSS {float(peak_mib):.0f} MiB (process at start: {float(baseline_mib):.0f} MiB)")
+            print(
+                f"backed {int(n_obs):>8,} cells ({rows[-1]['file_mib']:.0f} MiB on disk): tokenize + embed_cells "
+                f"{float(seconds):.1f} s, peak RSS {float(peak_mib):.0f} MiB "
+                f"(process at start: {float(baseline_mib):.0f} MiB)"
+            )
     return rows
 
 

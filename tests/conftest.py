@@ -61,7 +61,9 @@ def official_vocab_model(tiny_dir) -> oc.models.OmniCellModel:
     if not vocabulary_file.exists():
         pytest.skip(f"official vocabulary not found at {vocabulary_file}")
     vocab = oc.data.Vocabulary.from_json(vocabulary_file)
-    config = oc.model.OmniCellConfig(d_model=8, heads=2, dim=4, num_layers=1, hidden_dim=16, num_shared=1, num_routing=2, topk=1)
+    config = oc.model.OmniCellConfig(
+        d_model=8, heads=2, dim=4, num_layers=1, hidden_dim=16, num_shared=1, num_routing=2, topk=1
+    )
     torch.manual_seed(0)
     return oc.models.OmniCellModel(oc.model.OmniCell(config), vocab, name="random-official-vocab", sha256="none")
 

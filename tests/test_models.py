@@ -65,7 +65,10 @@ def test_vocab_json_or_vocabulary_json(official_copy):
     [
         (lambda s: s.pop("output.W"), "missing: output.W"),
         (lambda s: s.__setitem__("extra.weight", torch.zeros(2)), "unexpected: extra.weight"),
-        (lambda s: s.__setitem__("layers.0.norm_attn.gamma", torch.zeros(31)), r"mis-shaped: layers.0.norm_attn.gamma \(31,\)"),
+        (
+            lambda s: s.__setitem__("layers.0.norm_attn.gamma", torch.zeros(31)),
+            r"mis-shaped: layers.0.norm_attn.gamma \(31,\)",
+        ),
     ],
 )
 def test_mismatched_checkpoint_names_the_tensors(official_copy, edit, message):
@@ -153,9 +156,13 @@ def test_registry_rejects_a_bad_hash(tiny_dir, file_server, tmp_path):
 def test_offline_error_lists_the_files(tmp_path, monkeypatch):
     monkeypatch.setenv("OMNICELL_CACHE_DIR", str(tmp_path / "cache"))
     spec = oc.models._REGISTRY["omnicell-v1"]
-    oc.models.register(ModelSpec(name="offline-test", description="", files={
-        name: ("http://127.0.0.1:9/" + name, digest) for name, (_, digest) in spec.files.items()
-    }))
+    oc.models.register(
+        ModelSpec(
+            name="offline-test",
+            description="",
+            files={name: ("http://127.0.0.1:9/" + name, digest) for name, (_, digest) in spec.files.items()},
+        )
+    )
     try:
         with pytest.raises(OSError) as info:
             oc.models.download("offline-test")

@@ -102,8 +102,9 @@ def run_demo(
         basis = f"X_umap_{rep.removeprefix('X_')}"
         adata.obsm[basis] = adata.obsm.pop("X_umap")
         for column, color in enumerate((LABELS, keys[rep])):
+            kind = "cell types" if color == LABELS else "Leiden (best resolution)"
             sc.pl.embedding(adata, basis=basis, color=color, ax=axes[row, column], show=False,
-                            title=f"{rep}: {'cell types' if color == LABELS else 'Leiden (best resolution)'}")  # fmt: skip
+                            title=f"{rep}: {kind}")  # fmt: skip
     figure.tight_layout()
     figure.savefig(output / "umap.png", dpi=110)
     plt.close(figure)

@@ -104,7 +104,9 @@ def describe_var_names(var: pd.DataFrame) -> str:
         if values.dtype == object or isinstance(values.dtype, pd.CategoricalDtype):
             sample = values.astype(str).head(50)
             if sample.str.match(_ENSEMBL).mean() > 0.8:
-                hint += f" Column var[{column!r}] holds Ensembl ids: adata.var_names = adata.var[{column!r}].astype(str)."
+                hint += (
+                    f" Column var[{column!r}] holds Ensembl ids: adata.var_names = adata.var[{column!r}].astype(str)."
+                )
                 break
     return hint
 

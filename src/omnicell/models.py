@@ -87,7 +87,9 @@ def bundled_folder(name: str) -> Path:
 register(
     ModelSpec(
         name="omnicell-v1",
-        description="Released OmniCell (BGI Research, MIT): 10 layers, d=512, 73.5M parameters, human Ensembl vocabulary",
+        description=(
+            "Released OmniCell (BGI Research, MIT): 10 layers, d=512, 73.5M parameters, human Ensembl vocabulary"
+        ),
         files={
             "LMConfig.json": (
                 _OFFICIAL_WEIGHTS + "LMConfig.json",
@@ -287,10 +289,13 @@ def load(
     else:
         raise FileNotFoundError(
             f"{path} holds no checkpoint: expected {OFFICIAL_CONFIG} + {OFFICIAL_WEIGHTS} + "
-            f"{' or '.join(OFFICIAL_VOCABS)} (official format) or {OWN_CONFIG} + {OWN_WEIGHTS} + {OWN_VOCAB} (omnicell format)."
+            f"{' or '.join(OFFICIAL_VOCABS)} (official format) or "
+            f"{OWN_CONFIG} + {OWN_WEIGHTS} + {OWN_VOCAB} (omnicell format)."
         )
     if vocab is not None and (path / OWN_WEIGHTS).exists():
-        model = OmniCellModel(model.network, _as_vocab(vocab), name=model.name, sha256=model.sha256, source=model.source)
+        model = OmniCellModel(
+            model.network, _as_vocab(vocab), name=model.name, sha256=model.sha256, source=model.source
+        )
     model.network.eval()
     return model.to(resolve_device(device), dtype)
 
@@ -349,9 +354,7 @@ def _read_official_folder(
     if vocab is None:
         candidates = [path / f for f in OFFICIAL_VOCABS if (path / f).exists()]
         if not candidates:
-            raise FileNotFoundError(
-                f"{path} has no vocabulary file ({' or '.join(OFFICIAL_VOCABS)}); pass vocab=PATH."
-            )
+            raise FileNotFoundError(f"{path} has no vocabulary file ({' or '.join(OFFICIAL_VOCABS)}); pass vocab=PATH.")
         vocab = candidates[0]
     config = OmniCellConfig.from_json(path / OFFICIAL_CONFIG)
     network = OmniCell(config, attention_backend=backend)

@@ -119,7 +119,9 @@ def test_backends_agree_with_padding(network):
         with torch.no_grad():
             results[backend] = network(tokens, values, positions, mask).hidden
             for row, length in enumerate(lengths):
-                alone = network(tokens[row : row + 1, :length], values[row : row + 1, :length], positions[row : row + 1, :length]).hidden
+                alone = network(
+                    tokens[row : row + 1, :length], values[row : row + 1, :length], positions[row : row + 1, :length]
+                ).hidden
                 torch.testing.assert_close(results[backend][row, :length], alone[0], atol=1e-5, rtol=0)
     network.set_attention_backend("auto")
     torch.testing.assert_close(results["sdpa"][mask], results["eager"][mask], atol=1e-5, rtol=0)
@@ -171,6 +173,10 @@ def test_bfloat16_cast_keeps_rotary_frequencies_exact(tiny_dir, expected):
     low = copy.deepcopy(net).to(torch.bfloat16)
     assert low.rotary.inv_freq.dtype == torch.float32 and torch.equal(low.rotary.inv_freq, reference)
     with torch.no_grad():
-        hidden = low(torch.tensor(expected["sp_tokens"]), torch.tensor(expected["sp_values"]), torch.tensor(expected["sp_positions"])).hidden
+        hidden = low(
+            torch.tensor(expected["sp_tokens"]),
+            torch.tensor(expected["sp_values"]),
+            torch.tensor(expected["sp_positions"]),
+        ).hidden
     # bf16 arithmetic, but the geometry is right: close to the float32 reference
     assert (hidden.float() - torch.tensor(expected["sp_hidden"])).abs().mean() < 0.05

@@ -39,7 +39,9 @@ def test_expressed_strategy_sequences(counts_adata, tiny_model):
     X = counts_adata.X.toarray()
     token_of = {t: i for i, t in enumerate(record["token_ids"])}
     for row in range(10):
-        genes = [token_of[t] for t, gene_slot in zip(batch.tokens[row], batch.cell_index[row] >= 0, strict=True) if gene_slot]
+        genes = [
+            token_of[t] for t, gene_slot in zip(batch.tokens[row], batch.cell_index[row] >= 0, strict=True) if gene_slot
+        ]
         n_expressed = int((X[row] > 0).sum())
         shown = min(n_expressed, 20)
         values = X[row, genes]
@@ -93,7 +95,9 @@ def test_backed_file_equals_in_memory(counts_adata, tiny_model, tmp_path):
 def test_hvg_choice_equals_scanpy(counts_adata, tiny_model):
     oc.pp.tokenize(counts_adata, tiny_model, n_genes=25)
     table = sc.pp.highly_variable_genes(counts_adata, flavor="seurat_v3", n_top_genes=25, inplace=False)
-    assert list(counts_adata.uns["omnicell"]["tokenize"]["genes"]) == list(counts_adata.var_names[table["highly_variable"].to_numpy()])
+    assert list(counts_adata.uns["omnicell"]["tokenize"]["genes"]) == list(
+        counts_adata.var_names[table["highly_variable"].to_numpy()]
+    )
 
 
 def test_library_key_and_squidpy_graph(counts_adata, tiny_model):

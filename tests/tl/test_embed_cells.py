@@ -13,7 +13,9 @@ from _helpers import align_signs
 
 def _embed(adata, model, **kwargs):
     genes = kwargs.pop("genes")
-    oc.pp.tokenize(adata, model, genes=genes, spatial=kwargs.pop("spatial", False), n_neighbors=kwargs.pop("n_neighbors", 9))
+    oc.pp.tokenize(
+        adata, model, genes=genes, spatial=kwargs.pop("spatial", False), n_neighbors=kwargs.pop("n_neighbors", 9)
+    )
     with pytest.warns(UserWarning, match="express none"):  # cell 0 of the fixture is empty
         oc.tl.embed_cells(adata, model, **kwargs)
     return adata
@@ -24,7 +26,9 @@ def test_single_cell_embedding_matches_official(tiny_adata, tiny_model, expected
     embedding = tiny_adata.obsm["X_omnicell"]
     assert embedding.shape == (24, int(expected["n_components"]))
     assert embedding.dtype == np.float32
-    np.testing.assert_allclose(align_signs(embedding, expected["sc_cell_embedding"]), expected["sc_cell_embedding"], atol=1e-4)
+    np.testing.assert_allclose(
+        align_signs(embedding, expected["sc_cell_embedding"]), expected["sc_cell_embedding"], atol=1e-4
+    )
     assert np.all(embedding[0] == 0)  # the all-zero cell, as in the official code
     record = tiny_adata.uns["omnicell"]["embed_cells"]
     assert record["n_components"] == expected["n_components"]
@@ -41,7 +45,15 @@ def test_unprojected_embedding(tiny_adata, tiny_model, expected):
 
 
 def test_spatial_embedding_matches_official(tiny_adata, tiny_model, expected):
-    _embed(tiny_adata, tiny_model, genes=expected["selected_genes"], spatial=True, n_neighbors=3, store_window=True, batch_size=5)
+    _embed(
+        tiny_adata,
+        tiny_model,
+        genes=expected["selected_genes"],
+        spatial=True,
+        n_neighbors=3,
+        store_window=True,
+        batch_size=5,
+    )
     np.testing.assert_array_equal(tiny_adata.obsm["omnicell_neighbors"], expected["neighbors"])
     window = tiny_adata.obsm["X_omnicell_window"]
     assert window.shape == (24, 4, int(expected["n_components"]))
@@ -49,7 +61,9 @@ def test_spatial_embedding_matches_official(tiny_adata, tiny_model, expected):
     aligned = align_signs(window, reference)
     np.testing.assert_allclose(aligned, reference, atol=1e-3)
     np.testing.assert_allclose(align_signs(tiny_adata.obsm["X_omnicell"], reference[:, 0]), reference[:, 0], atol=1e-3)
-    np.testing.assert_allclose(align_signs(tiny_adata.obsm["X_omnicell_niche"], reference.mean(1)), reference.mean(1), atol=1e-3)
+    np.testing.assert_allclose(
+        align_signs(tiny_adata.obsm["X_omnicell_niche"], reference.mean(1)), reference.mean(1), atol=1e-3
+    )
 
 
 @pytest.mark.parametrize("spatial", [False, True])
@@ -57,7 +71,9 @@ def test_batch_size_does_not_change_results(tiny_adata, tiny_model, expected, sp
     results = []
     for batch_size in (1, 7):
         adata = tiny_adata.copy()
-        _embed(adata, tiny_model, genes=expected["selected_genes"], spatial=spatial, n_neighbors=3, batch_size=batch_size)
+        _embed(
+            adata, tiny_model, genes=expected["selected_genes"], spatial=spatial, n_neighbors=3, batch_size=batch_size
+        )
         results.append(adata.obsm["X_omnicell"])
     np.testing.assert_allclose(results[0], results[1], atol=1e-5, rtol=0)
 
@@ -103,7 +119,9 @@ def test_embed_without_tokenize_runs_it_with_defaults(tiny_adata, tiny_model):
 def test_embedding_tokenised_with_another_vocabulary_is_refused(tiny_adata, tiny_model, tiny_dir, tmp_path):
     oc.pp.tokenize(tiny_adata, tiny_model)
     other = oc.models.load(tiny_dir, device="cpu")
-    other.vocab = oc.data.Vocabulary({**{g: i for i, g in enumerate(tiny_model.vocab.genes[::-1])}, "<RNA_START>": 60, "<RNA_END>": 61})
+    other.vocab = oc.data.Vocabulary(
+        {**{g: i for i, g in enumerate(tiny_model.vocab.genes[::-1])}, "<RNA_START>": 60, "<RNA_END>": 61}
+    )
     before = tiny_adata.copy()
     with pytest.raises(ValueError, match="vocabulary differs"):
         oc.tl.embed_cells(tiny_adata, other)

@@ -26,7 +26,9 @@ def spatial_knn(coordinates: np.ndarray, n_neighbors: int, *, libraries: np.ndar
     coordinates = np.asarray(coordinates, dtype=np.float64)
     n_cells = coordinates.shape[0]
     result = np.full((n_cells, n_neighbors), -1, dtype=np.int64)
-    groups = [np.arange(n_cells)] if libraries is None else [np.flatnonzero(libraries == v) for v in np.unique(libraries)]
+    groups = (
+        [np.arange(n_cells)] if libraries is None else [np.flatnonzero(libraries == v) for v in np.unique(libraries)]
+    )
     for members in groups:
         query = min(n_neighbors + 1, len(members))
         if query < 2:

@@ -71,14 +71,14 @@ class Vocabulary:
     @property
     def genes(self) -> list[str]:
         """Gene ids (special tokens excluded) in token order."""
-        return [gene for gene, _ in sorted(self._token_ids.items(), key=lambda item: item[1]) if gene not in SPECIAL_TOKENS]
+        return [
+            gene for gene, _ in sorted(self._token_ids.items(), key=lambda item: item[1]) if gene not in SPECIAL_TOKENS
+        ]
 
     def token_ids(self, genes: Iterable[str]) -> np.ndarray:
         """Token id of each gene, -1 for genes outside the vocabulary."""
         lookup = self._token_ids
-        return np.array(
-            [lookup[g] if g in lookup and g not in SPECIAL_TOKENS else -1 for g in genes], dtype=np.int64
-        )
+        return np.array([lookup[g] if g in lookup and g not in SPECIAL_TOKENS else -1 for g in genes], dtype=np.int64)
 
     def sha256(self) -> str:
         """Content hash, used to check that data were tokenised for the same vocabulary."""
