@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 # kernels: triton, so the fused attention kernel's tests run (on CPU, through Triton's interpreter)
 bash scripts/setup.sh test,kernels
 PYTHON="${PYTHON:-python3}"
+# Lint first (ruff comes with the test extra): a finding fails the run before the long tests.
+"$PYTHON" -m ruff check .
 exec "$PYTHON" -m pytest -q "$@"
