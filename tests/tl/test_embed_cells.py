@@ -143,8 +143,17 @@ def test_results_work_with_scanpy(tiny_adata, tiny_model, expected):
     _embed(tiny_adata, tiny_model, genes=expected["selected_genes"])
     sc.pp.neighbors(tiny_adata, use_rep="X_omnicell", n_neighbors=5)
     sc.tl.leiden(tiny_adata, flavor="igraph", n_iterations=2, resolution=0.5)
-    assert tiny_adata.obs["leiden"].nunique() >= 1
-    assert tiny_adata.obsp["connectivities"].shape == (24, 24)
+    assert tiny_adata.obs["leiden"].notna().all() and tiny_adata.obsp["connectivities"].shape == (24, 24)
+    # scanpy's graph is the Euclidean kNN graph of the embedding (it read obsm['X_omnicell'] as is)
+    embedding = tiny_adata.obsm["X_omnicell"].astype(np.float64)
+    pairwise = np.linalg.norm(embedding[:, None] - embedding[None], axis=-1)
+    np.fill_diagonal(pairwise, np.inf)
+    distances = tiny_adata.obsp["distances"].tocsr()
+    for cell in range(24):
+        row = distances[cell]
+        assert row.nnz == 4
+        np.testing.assert_allclose(row.data, pairwise[cell, row.indices], rtol=1e-4, atol=1e-5)
+        assert row.data.max() <= np.sort(pairwise[cell])[3] + 1e-5  # the 4 nearest other cells
 
 
 def test_token_batch_getter(tiny_adata, tiny_model, expected):
