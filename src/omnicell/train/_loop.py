@@ -92,9 +92,7 @@ class LossLog:
         Further columns (e.g. ``heldout_mlm``), empty unless a row gives them.
     """
 
-    def __init__(
-        self, path: str | os.PathLike, *, keep_before: int = 0, extra_columns: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, path: str | os.PathLike, *, keep_before: int = 0, extra_columns: Sequence[str] = ()) -> None:
         self.path = Path(path)
         self.columns = (*LOG_COLUMNS, *extra_columns)
         rows = []
