@@ -86,3 +86,12 @@ def test_every_tool_docstring_is_filled():
             doc = getattr(module, name).__doc__ or ""
             assert "{doc_" not in doc, name
     assert "Return a modified copy" in oc.tl.embed_cells.__doc__
+
+
+def test_tokenize_writes_only_declared_fields(tiny_adata, tiny_model):
+    import omnicell as oc
+
+    oc.pp.tokenize(tiny_adata, tiny_model, spatial=True, n_neighbors=3)
+    record = TokenizeRecord.read(tiny_adata)
+    assert record.extra == {}, "declare the new keys of uns['omnicell']['tokenize'] in TokenizeRecord"
+    assert record.spatial and record.n_neighbors == 3 and len(record.genes) == len(record.token_ids)

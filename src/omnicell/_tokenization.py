@@ -47,6 +47,12 @@ class TokenizeRecord:
         factor applied to coordinates before the rotary encoding.
     layer, use_raw
         Where the expression values are read.
+    hvg_flavor
+        How genes were ranked when ``tokenize`` chose them (``seurat_v3``, or a fallback).
+    obs_names_sha256
+        Spatial mode: fingerprint of the cell order the stored neighbours refer to.
+    data_neighbor_distance, model_neighbor_distance, scaled_from_model, from_model, tokenization_source
+        What ``tokenize`` took from the model's tokenisation, and how coordinates were scaled.
     model, model_sha256
         Identity of the model whose vocabulary was used.
     extra
@@ -70,6 +76,13 @@ class TokenizeRecord:
     library_key: str | None = None
     coord_scale: float = 1.0
     n_vocabulary_genes: int | None = None
+    hvg_flavor: str | None = None
+    obs_names_sha256: str | None = None
+    data_neighbor_distance: float | None = None
+    model_neighbor_distance: float | None = None
+    scaled_from_model: bool = False
+    from_model: np.ndarray | None = dataclasses.field(default=None, metadata={"dtype": str})
+    tokenization_source: str | None = None
     model: str = ""
     model_sha256: str = ""
     omnicell_version: str | None = None

@@ -205,7 +205,8 @@ def tokenize(
             "n_vocabulary_genes": len(in_vocab),
             "vocab_sha256": loaded.vocab.sha256(),
             **loaded.identity(),
-        }
+        },
+        strict=False,  # a key not declared in TokenizeRecord is kept (tests/test_tokenization_record.py flags it)
     ).write(adata)
     logger.info(
         "tokenize: %d of %d genes in the vocabulary, %d candidates (%s); added .var[%r], .uns[%r][%r]%s",

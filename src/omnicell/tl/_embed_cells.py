@@ -165,8 +165,10 @@ def _mirror_to_mudata(container: MuData, mod: str, key: str, embedding: np.ndarr
 
 
 def embed_windows(plan: InferencePlan, projection: float | None, cells: slice | None = None) -> tuple[np.ndarray, int]:
-    """(n, 1 + k, m) embeddings of every window of ``cells`` (default all) and the number of cells
-    with no expressed gene. A shard (``cells`` a range) gets the same values as in a full pass."""
+    """(n, 1 + k, m) embeddings of every window of ``cells`` (default all), and cells with no expressed gene.
+
+    A shard (``cells`` a range) gets the same values as in a full pass.
+    """
     first, stop, _ = (cells or slice(None)).indices(plan.n_obs)
     basis = plan.model.spectral_basis(float(projection)).to(plan.device) if projection is not None else None
     width = basis.shape[1] if basis is not None else plan.model.config.d_model
