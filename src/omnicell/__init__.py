@@ -7,10 +7,9 @@
 
 from __future__ import annotations
 
-from ._version import __version__
-
 # The "omnicell" logger follows scanpy's verbosity; no handler is installed here (see _logging).
-from ._logging import get_logger as _get_logger  # noqa: E402
+from ._logging import get_logger as _get_logger
+from ._version import __version__
 
 _get_logger()
 

@@ -146,7 +146,8 @@ def embed_shard(
 
     from . import pp
     from ._loader import check_options, plan_inference
-    from ._provenance import get_record, write_record
+    from ._provenance import write_record
+    from ._tokenization import TokenizeRecord
     from .models import resolve_model
     from .tl._embed_cells import embed_windows, write_embedding
 
@@ -163,7 +164,7 @@ def embed_shard(
         loaded = resolve_model(model)
         if tokenize is not None:
             pp.tokenize(adata, loaded, **dict(tokenize))
-        elif get_record(adata, "tokenize") is None:
+        elif TokenizeRecord.read(adata) is None:
             pp.tokenize(adata, loaded)  # as embed_cells does on an AnnData never tokenised
         plan = plan_inference(adata, loaded, batch_size=batch_size, device=device, precision=precision)
         window, n_empty = embed_windows(plan, projection, cells=cells)

@@ -246,7 +246,8 @@ def test_benchmark(embedded, folder, tmp_path):
     bio = '{"isolated_labels": false, "nmi_ari_cluster_labels_kmeans": false}'
     batch = '{"bras": false, "pcr_comparison": false}'
     _cli("benchmark", embedded, "-o", output, "--label-key", "bulk_labels", "--batch-key", "batch",
-         "--embeddings", "X_pca,X_omnicell", "--bio-conservation", bio, "--batch-correction", batch, "--table", table)  # fmt: skip
+         "--embeddings", "X_pca,X_omnicell", "--bio-conservation", bio, "--batch-correction", batch,
+         "--table", table)  # fmt: skip
     adata = ad.read_h5ad(embedded)
     oc.tl.benchmark(adata, label_key="bulk_labels", batch_key="batch", embeddings=["X_pca", "X_omnicell"],
                     bio_conservation={"isolated_labels": False, "nmi_ari_cluster_labels_kmeans": False},

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from .._progress import progress as track_progress
-from .._settings import settings
 from ._masking import MaskedBatch
 from ._trainer import StepResult, Trainer
 
