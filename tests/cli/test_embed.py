@@ -58,8 +58,9 @@ def test_embed_single_cell_and_spatial(input_file, gene_file, tiny_dir, tmp_path
 
     spatial_output = tmp_path / "spatial.h5ad"
     with pytest.warns(UserWarning):
-        status = main(["embed", str(input_file), "-o", str(spatial_output), "--model", str(tiny_dir), "--genes", str(gene_file),
-                       "--spatial", "--n-neighbors", "3", "--store-window", "--batch-size", "5", "--quiet"])  # fmt: skip
+        status = main(["embed", str(input_file), "-o", str(spatial_output), "--model", str(tiny_dir),
+                       "--genes", str(gene_file), "--spatial", "--n-neighbors", "3", "--store-window",
+                       "--batch-size", "5", "--quiet"])  # fmt: skip
     assert status == 0
     window = ad.read_h5ad(spatial_output).obsm["X_omnicell_window"]
     np.testing.assert_allclose(

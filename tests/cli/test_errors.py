@@ -134,7 +134,7 @@ def test_h5mu_input_with_mod(tiny_adata, tiny_dir, expected, tmp_path, capsys):
 
 def test_installed_script_reports_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "omnicell", "spatial-domains", str(tmp_path / "none.h5ad"), "-o", str(tmp_path / "o.h5ad")],
+        [sys.executable, "-m", "omnicell", "spatial-domains", str(tmp_path / "none.h5ad"), "-o", str(tmp_path / "o")],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == EXIT_BAD_INPUT
