@@ -215,6 +215,8 @@ def download(name: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
     """
     import pooch
 
+    from ._progress import interactive
+
     if name in _BUNDLED:
         return bundled_folder(name)  # shipped inside the package: nothing to fetch
     spec = _spec(name)
@@ -227,7 +229,7 @@ def download(name: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
                 known_hash=f"sha256:{sha256}",
                 fname=filename,
                 path=folder,
-                progressbar=settings.progress_bar,
+                progressbar=settings.progress_bar and interactive(),  # no bar lines in an engine's log
             )
         except ValueError as error:  # pooch's hash mismatch
             raise OSError(f"Downloaded {filename} for {name!r} does not match its sha256 ({error}).") from None

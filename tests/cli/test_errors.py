@@ -133,9 +133,9 @@ def test_h5mu_input_with_mod(tiny_adata, tiny_dir, expected, tmp_path, capsys):
 
 
 def test_installed_script_reports_one_line(tmp_path):
+    missing, output = tmp_path / "none.h5ad", tmp_path / "o.h5ad"
     result = subprocess.run(
-        [sys.executable, "-m", "omnicell", "spatial-domains", str(tmp_path / "none.h5ad"),
-         "-o", str(tmp_path / "o.h5ad")],
+        [sys.executable, "-m", "omnicell", "spatial-domains", str(missing), "-o", str(output)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == EXIT_BAD_INPUT
