@@ -13,7 +13,7 @@ from ._version import __version__
 
 _get_logger()
 
-from . import data, get, model, models, pl, pp, tl  # noqa: E402
+from . import data, datasets, get, model, models, pl, pp, tl  # noqa: E402
 from ._settings import settings  # noqa: E402
 
-__all__ = ["__version__", "data", "get", "model", "models", "pl", "pp", "settings", "tl"]
+__all__ = ["__version__", "data", "datasets", "get", "model", "models", "pl", "pp", "settings", "tl"]
