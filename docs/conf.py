@@ -67,12 +67,18 @@ nitpicky = False
 
 myst_enable_extensions = ["colon_fence", "deflist", "dollarmath"]
 myst_heading_anchors = 3
-nb_execution_mode = "off"  # notebooks need the model weights and data: shown as committed (no outputs)
+# Every notebook is executed at each build (offline: the bundled model and OMNICELL_DATA_DIR's files), so a
+# notebook that breaks fails the build. OMNICELL_DOCS_EXECUTE=off shows them as committed (no outputs).
+nb_execution_mode = os.environ.get("OMNICELL_DOCS_EXECUTE", "force")
+nb_execution_timeout = int(os.environ.get("OMNICELL_DOCS_CELL_TIMEOUT", "600"))  # seconds per cell
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True  # the traceback of a failing cell in the build log
 nb_merge_streams = True
+nb_output_stderr = "remove"  # progress bars and library notices on stderr are not shown
 
 # -- Autodoc, autosummary, napoleon ------------------------------------------------------------------
 
-API_MODULES = ["pp", "tl", "pl", "get", "models", "model", "data"]  # the subpackages api.md documents
+API_MODULES = ["pp", "tl", "pl", "get", "datasets", "models", "model", "data"]  # the subpackages api.md documents
 
 autosummary_generate = True
 autosummary_imported_members = False

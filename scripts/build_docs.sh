@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Build the documentation, executing every tutorial notebook, offline, with warnings as errors.
+#   bash scripts/build_docs.sh [extra sphinx-build options]
+# The notebooks read their data from OMNICELL_DATA_DIR (default: ../shared/data beside the repository, the
+# shared data folder of CI) and use the model bundled with the package; nothing is downloaded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+bash scripts/setup.sh docs
+export OMNICELL_DOCS_OFFLINE=1
+export OMNICELL_DATA_DIR="$(cd "${OMNICELL_DATA_DIR:-../shared/data}" && pwd)"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+export MPLBACKEND=Agg
+rm -rf docs/_build/html docs/_build/doctrees docs/generated
+start=$(date +%s)
+"$PYTHON" -m sphinx -b html -W --keep-going -n -T docs docs/_build/html "$@"
+echo "docs built in $(( $(date +%s) - start )) s: docs/_build/html/index.html"

@@ -1,0 +1,57 @@
+"""The tutorials: every analysis of oc.tl and oc.pl appears in an executed notebook (the docs build runs them)."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+import omnicell as oc
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def _calls(notebook: Path) -> set[str]:
+    """Dotted names of the functions called in the code cells (IPython shell lines skipped)."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    source = "\n".join(
+        line
+        for cell in cells
+        if cell["cell_type"] == "code"
+        for line in "".join(cell["source"]).splitlines()
+        if not line.lstrip().startswith(("!", "%"))
+    )
+    names = set()
+    for node in ast.walk(ast.parse(source, filename=str(notebook))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            parts, value = [node.func.attr], node.func.value
+            while isinstance(value, ast.Attribute):
+                parts.append(value.attr)
+                value = value.value
+            if isinstance(value, ast.Name):
+                names.add(".".join([value.id, *reversed(parts)]))
+    return names
+
+
+def test_there_are_tutorials():
+    assert len(NOTEBOOKS) >= 5
+
+
+@pytest.mark.parametrize("module", ["tl", "pl"])
+def test_every_tool_and_plot_is_in_a_notebook(module):
+    called = set().union(*(_calls(notebook) for notebook in NOTEBOOKS))
+    missing = [name for name in getattr(oc, module).__all__ if f"oc.{module}.{name}" not in called]
+    assert not missing, f"oc.{module} functions no tutorial calls: {missing}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_is_stored_without_outputs_and_names_its_model(notebook):
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    assert all(
+        not cell.get("outputs") and not cell.get("execution_count") for cell in cells if cell["cell_type"] == "code"
+    )
+    text = "".join("".join(cell["source"]) for cell in cells)
+    assert 'oc.models.available().loc["omnicell-v1", "cached"]' in text  # the guarded switch to the released model
+    assert "**not** the released model's" in text  # figures are the bundled model's, and say so
