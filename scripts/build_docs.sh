@@ -13,5 +13,5 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 export MPLBACKEND=Agg
 rm -rf docs/_build/html docs/_build/doctrees docs/generated
 start=$(date +%s)
-"$PYTHON" -m sphinx -b html -W --keep-going -n -T docs docs/_build/html "$@"
+"$PYTHON" -m sphinx -b html -W --keep-going -T docs docs/_build/html "$@"
 echo "docs built in $(( $(date +%s) - start )) s: docs/_build/html/index.html"
