@@ -36,6 +36,9 @@ repository_url = "https://github.com/omnicell/omnicell"
 # -- Tutorials: notebooks/ is the single source; copies are made here (docs/.gitignore) -------------
 
 TUTORIALS = HERE / "tutorials"
+for _stale in TUTORIALS.glob("*.ipynb"):  # copies of notebooks since removed or renamed
+    if not (ROOT / "notebooks" / _stale.name).exists():
+        _stale.unlink()
 for _notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
     _copy = TUTORIALS / _notebook.name
     if not _copy.exists() or _copy.read_bytes() != _notebook.read_bytes():
