@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
-bash scripts/setup.sh docs
+# OMNICELL_DOCS_SETUP=0 skips the install (an environment that already has the docs extra)
+if [ "${OMNICELL_DOCS_SETUP:-1}" != "0" ]; then bash scripts/setup.sh docs; fi
 export OMNICELL_DOCS_OFFLINE=1
 export OMNICELL_DATA_DIR="$(cd "${OMNICELL_DATA_DIR:-../shared/data}" && pwd)"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
