@@ -65,11 +65,11 @@ class StagedFile:
         return self.name.rsplit(".", 1)[-1] if "." in self.name else ""
 
     @property
-    def baseName(self) -> str:  # noqa: N802  (Groovy's name)
+    def baseName(self) -> str:
         return self.name.rsplit(".", 1)[0]
 
     @property
-    def simpleName(self) -> str:  # noqa: N802
+    def simpleName(self) -> str:
         return self.name.split(".", 1)[0]
 
 
@@ -104,7 +104,7 @@ class _Parser:
                 break
             match = _TOKEN.match(text, position)
             if not match:
-                raise GroovyError(f"cannot read Groovy at: {text[position:position + 40]!r}")
+                raise GroovyError(f"cannot read Groovy at: {text[position : position + 40]!r}")
             kind = match.lastgroup or ""
             tokens.append((kind, match.group(kind)))
             position = match.end()
@@ -191,9 +191,12 @@ class _Parser:
         while True:
             start = self.position
             token = self.peek()
-            if token and token[0] == "name" and self.position + 1 < len(self.tokens) and self.tokens[
-                self.position + 1
-            ] == ("op", ":"):
+            if (
+                token
+                and token[0] == "name"
+                and self.position + 1 < len(self.tokens)
+                and self.tokens[self.position + 1] == ("op", ":")
+            ):
                 self.take()
                 self.take(":")
                 mapping[token[1]] = self.expression()
@@ -352,7 +355,9 @@ class Result:
     process: subprocess.CompletedProcess
 
 
-def run_test(module: Module, case: TestCase, work: Path, *, data: dict[str, Path] | None = None, timeout: float = 300) -> Result:
+def run_test(
+    module: Module, case: TestCase, work: Path, *, data: dict[str, Path] | None = None, timeout: float = 300
+) -> Result:
     """Stage the case's inputs in ``work``, render the ``script:`` (or ``stub:``) block, run it, glob the outputs.
 
     Files are staged by their path in ``file("...")`` (``${moduleDir}`` is the module's folder); ``data`` may map a
@@ -364,8 +369,12 @@ def run_test(module: Module, case: TestCase, work: Path, *, data: dict[str, Path
     if len(values) != len(module.inputs):
         raise GroovyError(f"{case.name}: {len(values)} inputs for {len(module.inputs)} input channels")
     task_scope = Obj(
-        task=Obj(ext=Obj(args=ext_args(module.folder, module.process), prefix=None, when=None), cpus=1,
-                 accelerator=None, process=module.process),  # fmt: skip
+        task=Obj(
+            ext=Obj(args=ext_args(module.folder, module.process), prefix=None, when=None),
+            cpus=1,
+            accelerator=None,
+            process=module.process,
+        ),
     )
     for names, value in zip(module.inputs, values, strict=True):
         parts = value if len(names) > 1 else [value]

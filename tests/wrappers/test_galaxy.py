@@ -1,6 +1,6 @@
 """The Galaxy tools in wrappers/galaxy: every ``<test>`` of every tool, run against the real ``omnicell`` command.
 
-Each test is parsed by galaxy-tool-util, its command rendered with the test's parameters (see ``tests/_galaxy_tool.py``),
+Each test is parsed by galaxy-tool-util, its command rendered with the test's parameters (tests/_galaxy_tool.py),
 run in a temporary job folder with the test data staged under Galaxy-like names, and checked with the
 test's own output assertions (``has_h5_keys``, ``has_n_lines``, image checks...).
 """

@@ -111,7 +111,7 @@ def test_renderer_reads_the_groovy_the_modules_use():
                    h5ad=nf.StagedFile("s1.h5mu"))  # fmt: skip
     assert nf.evaluate("task.ext.args ?: ''", scope) == ""
     assert nf.evaluate("task.accelerator ? 'cuda' : 'cpu'", scope) == "cpu"
-    assert nf.evaluate('meta.shard ? "--shard ${meta.shard}" : \'\'', scope) == "--shard 1/3"
+    assert nf.evaluate("meta.shard ? \"--shard ${meta.shard}\" : ''", scope) == "--shard 1/3"
     assert nf.evaluate("h5ad.extension", scope) == "h5mu"
     assert nf.interpolate(r"omnicell \$(x) ${meta.id}.${h5ad.extension} $meta.id", scope) == "omnicell $(x) s1.h5mu s1"
     with pytest.raises(nf.GroovyError):

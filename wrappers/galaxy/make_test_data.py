@@ -108,6 +108,7 @@ def _shards(name: str, count: int) -> None:
 
 
 def main() -> None:
+    """Write every test file (see the module docstring)."""
     import omnicell as oc
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
