@@ -51,7 +51,7 @@ def test_module_meta_and_environment_follow_nfcore_schemas(module):
     # meta.yml documents the process's channels: as many inputs, and the same emit names.
     parsed = nf.read_module(module)
     assert len(meta["input"]) == len(parsed.inputs)
-    emits = re.findall(r"emit:\s*([a-z_]+)", (module / "main.nf").read_text(encoding="utf-8"))
+    emits = re.findall(r"emit:\s*([a-z0-9_]+)", (module / "main.nf").read_text(encoding="utf-8"))
     assert [next(iter(channel)) for channel in meta["output"]] == emits
 
 
