@@ -1,4 +1,4 @@
-"""The wrappers require the omnicell release this checkout builds: the version is set once, in src/omnicell/__init__.py.
+"""The wrappers require the omnicell release this checkout builds: the version is set once, in src/omnicell/_version.py.
 
 Galaxy's macros.xml and the nf-core files must spell it out (neither can read a file), so this test checks them;
 the container and the conda recipe read it from the package at build time.
@@ -39,12 +39,12 @@ def test_nfcore_files_pin_the_package_version():
 
 
 def test_container_and_recipe_read_the_version_from_the_package():
-    assert "src/omnicell/__init__.py" in (WRAPPERS / "containers" / "build.sh").read_text()
+    assert "src/omnicell/_version.py" in (WRAPPERS / "containers" / "build.sh").read_text()
     recipe = (WRAPPERS / "conda" / "meta.yaml").read_text()
-    assert 'load_file_regex(load_file="src/omnicell/__init__.py"' in recipe
+    assert 'load_file_regex(load_file="src/omnicell/_version.py"' in recipe
     assert re.search(r"^\s*version: \{\{ version \}\}$", recipe, re.MULTILINE)
     # The regexes find the version in the file they read.
-    text = (REPO / "src" / "omnicell" / "__init__.py").read_text()
+    text = (REPO / "src" / "omnicell" / "_version.py").read_text()
     assert re.search(r'__version__ = "([^"]+)"', text).group(1) == omnicell.__version__
     assert re.search(r'^__version__ = "(.*)"$', text, re.MULTILINE).group(1) == omnicell.__version__
 
