@@ -2,8 +2,9 @@
 # Set up a fresh machine and run the test suite (the README's test command; CI runs this).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# kernels: triton, so the fused attention kernel's tests run (on CPU, through Triton's interpreter)
-bash scripts/setup.sh test,kernels
+# kernels: triton, so the fused attention kernel's tests run (on CPU, through Triton's interpreter);
+# census: tiledbsoma and friends, so the SOMA input and pretraining tests run
+bash scripts/setup.sh test,kernels,census
 PYTHON="${PYTHON:-python3}"
 # Lint first (ruff comes with the test extra): a finding fails the run before the long tests.
 "$PYTHON" -m ruff check .

@@ -49,8 +49,14 @@ def _common_options(*, data: bool) -> argparse.ArgumentParser:
     return common  # fmt: skip
 
 
-def _io_arguments(parser: argparse.ArgumentParser, *, output: str = "output .h5ad (.h5mu for an .h5mu input)") -> None:
-    parser.add_argument("input", type=Path, metavar="INPUT", help="input .h5ad or .h5mu (never modified)")
+def _io_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    output: str = "output .h5ad (.h5mu for an .h5mu input)",
+    input_help: str = "input .h5ad or .h5mu (never modified)",
+    input_type=Path,
+) -> None:
+    parser.add_argument("input", type=input_type, metavar="INPUT", help=input_help)
     parser.add_argument("-o", "--output", type=Path, required=True, help=output + ", written atomically")
 
 
@@ -60,7 +66,19 @@ def _add_embed(commands, common) -> None:
         description="Run oc.pp.tokenize and oc.tl.embed_cells. With --shard I/N, embed only the I-th of N contiguous "
         "shares of the cells (reading the input backed); gather the shards with `omnicell merge`.",
     )  # fmt: skip
-    _io_arguments(embed)
+    # a string: census://... and other URIs must not go through Path
+    _io_arguments(
+        embed, input_type=str,
+        input_help="input .h5ad or .h5mu (never modified), a TileDB-SOMA experiment (folder or URI) or "
+        "census://[VERSION/]ORGANISM; .h5ad and SOMA inputs are streamed (also under torchrun)",
+    )  # fmt: skip
+    soma = embed.add_argument_group("TileDB-SOMA input (oc.data.read_soma)")
+    soma.add_argument("--measurement", default=None, help="measurement to read (default: RNA)")
+    soma.add_argument("--x-layer", default=None, help="X layer (default: the measurement's only layer, else raw)")
+    soma.add_argument("--obs-filter", default=None, metavar="FILTER",
+                      help="SOMA value_filter on obs, e.g. \"tissue_general == 'blood'\": only those cells")  # fmt: skip
+    soma.add_argument("--obs-columns", default=None, metavar="A,B",
+                      help="comma-separated obs columns to keep in the output (soma_joinid always)")  # fmt: skip
     embed.add_argument("--shard", default=None, metavar="I/N",
                        help="embed only shard I (from 0) of N contiguous shares of the cells (0/3, 1/3, 2/3); "
                        "gene choice and spatial neighbours still use the whole file")  # fmt: skip

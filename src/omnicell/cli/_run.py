@@ -97,14 +97,28 @@ def _write_table(table, path: Path) -> None:
 
 def run_embed(args: argparse.Namespace) -> None:
     from .. import pp, tl
+    from ..data import is_soma_uri
 
     _apply_common(args)
-    check_output(args.output, [args.input])
+    soma = is_soma_uri(args.input)
+    soma_options = {"measurement": args.measurement, "x_layer": args.x_layer, "obs_filter": args.obs_filter,
+                    "obs_columns": args.obs_columns}  # fmt: skip
+    if not soma:
+        given = [f"--{key.replace('_', '-')}" for key, value in soma_options.items() if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} apply to a TileDB-SOMA experiment; {args.input} is not one.")
+    args.input = args.input if soma else Path(args.input)
+    check_output(args.output, [] if soma else [args.input])
     tokenize = _keywords(args, "tokenize:")
     embed = _keywords(args, "embed_cells:")
     if "genes" in tokenize:
         tokenize["genes"] = _read_gene_list(tokenize["genes"])
     model = _model(args)
+    if args.shard is not None and soma:
+        raise InputError("--shard reads .h5ad files; split a SOMA input with --obs-filter or run under torchrun.")
+    if args.shard is None and (soma or (args.input.suffix == ".h5ad" and args.mod is None)):
+        _embed_streaming(args, soma=soma, soma_options=soma_options, model=model, tokenize=tokenize, embed=embed)
+        return
     if args.shard is not None:
         from .._shards import embed_shard, parse_shard
 
@@ -129,6 +143,31 @@ def run_embed(args: argparse.Namespace) -> None:
     key = embed.get("key_added", "X_omnicell")
     adata = _modality(data, mod)
     _say(f"wrote {args.output} ({adata.n_obs} cells, obsm[{key!r}] with {adata.obsm[key].shape[1]} dimensions)")
+
+
+def _embed_streaming(args, *, soma: bool, soma_options: dict, model, tokenize: dict, embed: dict) -> None:
+    """An .h5ad (backed) or SOMA input, streamed to the output; one shard per rank under torchrun."""
+    from .._embed_file import embed_to_file
+
+    if soma:
+        if args.output.suffix != ".h5ad":
+            raise InputError(f"-o {args.output}: the embeddings of a SOMA experiment are written as .h5ad.")
+    else:
+        read_data(args.input, mod=None, backed=True)[0].file.close()  # a readable .h5ad, checked up front
+    columns = soma_options["obs_columns"]
+    summary = embed_to_file(
+        str(args.input), args.output, model=model, tokenize=tokenize, device=args.device,
+        measurement=soma_options["measurement"] or "RNA", x_layer=soma_options["x_layer"],
+        obs_filter=soma_options["obs_filter"],
+        obs_columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else (), **embed,
+    )  # fmt: skip
+    if summary["rank"] == 0:  # one line under torchrun
+        processes = f" on {summary['world_size']} processes" if summary["world_size"] > 1 else ""
+        key = embed.get("key_added", "X_omnicell")
+        _say(
+            f"wrote {args.output} ({summary['n_obs']} cells, obsm[{key!r}] with "
+            f"{summary['n_components']} dimensions{processes})"
+        )
 
 
 def _read_gene_list(path: Path) -> list[str]:

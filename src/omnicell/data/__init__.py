@@ -9,6 +9,7 @@ from ._hvg import highly_variable_scores, seurat_v3_scores, top_variable
 from ._neighbors import graph_neighbors, spatial_knn
 from ._selection import expressed_first
 from ._softrank import soft_rank
+from ._soma import is_soma_uri, read_soma
 from ._vocab import SPECIAL_TOKENS, Vocabulary
 
 __all__ = [
@@ -23,8 +24,10 @@ __all__ = [
     "expressed_first",
     "graph_neighbors",
     "highly_variable_scores",
+    "is_soma_uri",
     "map_gene_names",
     "read_csr",
+    "read_soma",
     "seurat_v3_scores",
     "soft_rank",
     "spatial_knn",

@@ -23,7 +23,7 @@ __all__ = [
 def read_csr(matrix, rows: np.ndarray, columns: np.ndarray) -> sp.csr_matrix:
     """``matrix[rows][:, columns]`` as a float64 CSR matrix, reading only the requested rows."""
     unique_rows, inverse = np.unique(rows, return_inverse=True)
-    block = matrix[unique_rows]
+    block = _compute(matrix[unique_rows])
     if sp.issparse(block):
         block = block.tocsr()
     else:
@@ -37,10 +37,15 @@ def read_csr(matrix, rows: np.ndarray, columns: np.ndarray) -> sp.csr_matrix:
     return block[inverse]
 
 
+def _compute(block):
+    """A dask block (lazy AnnData, a SOMA experiment) read now: only the chunks holding its rows."""
+    return block.compute(scheduler="synchronous") if hasattr(block, "compute") else block
+
+
 def read_rows(matrix, rows: np.ndarray) -> sp.csr_matrix:
     """``matrix[rows]`` as a CSR matrix with all its columns, reading only the requested rows."""
     unique_rows, inverse = np.unique(rows, return_inverse=True)
-    block = matrix[unique_rows]
+    block = _compute(matrix[unique_rows])
     block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
     if len(unique_rows) == len(rows) and (unique_rows == rows).all():
         return block

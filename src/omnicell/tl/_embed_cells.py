@@ -6,6 +6,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,7 +32,7 @@ logger = logging.getLogger("omnicell")
 
 @doc_params
 def embed_cells(
-    adata: AnnData | MuData,
+    adata: AnnData | MuData | str | os.PathLike,
     model: OmniCellModel | str | os.PathLike | None = None,
     *,
     batch_size: int | None = None,
@@ -54,7 +55,10 @@ def embed_cells(
     Parameters
     ----------
     adata
-        Cells x genes, as given to :func:`omnicell.pp.tokenize`.
+        Cells x genes, as given to :func:`omnicell.pp.tokenize`. Or a TileDB-SOMA experiment (a
+        ``tiledbsoma.Experiment``, its URI, ``census://...``), read lazily with the defaults of
+        :func:`omnicell.data.read_soma` and returned embedded (use ``read_soma`` first to choose a
+        measurement, layer, cell filter or obs columns).
     {doc_model}
     {doc_batch_size}
     {doc_device}
@@ -73,7 +77,7 @@ def embed_cells(
 
     Returns
     -------
-    None, or a copy of ``adata`` when ``copy=True``. Writes
+    None, or a copy of ``adata`` when ``copy=True`` (the embedded cells for a SOMA experiment). Writes
 
     ``adata.obsm[key_added]``
         (n_obs, m) float32 cell embeddings (the focal cell's in spatial mode). A cell with no
@@ -86,6 +90,16 @@ def embed_cells(
     ``adata.uns['omnicell']['embed_cells']``
         Parameters, ``n_components``, model name and checkpoint sha256.
     """
+    if isinstance(adata, (str, os.PathLike)) or type(adata).__name__ == "Experiment":
+        # A SOMA experiment: nothing to modify in place; embed its lazily read cells and return them.
+        from ..data import read_soma
+
+        cells = read_soma(adata)
+        embed_cells(
+            cells, model, batch_size=batch_size, device=device, projection=projection, key_added=key_added,
+            store_window=store_window, precision=precision,
+        )  # fmt: skip
+        return cells
     container, adata = resolve_modality(adata, mod, "embed_cells")
     if projection is not None and not 0.0 < float(projection) <= 1.0:
         raise ValueError(f"projection must lie in (0, 1] or be None, got {projection!r}.")
@@ -95,13 +109,7 @@ def embed_cells(
     plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
     started = time.perf_counter()
     window, n_empty = embed_windows(plan, projection)
-    if n_empty:
-        warnings.warn(
-            f"{n_empty} cells express none of the {len(plan.columns)} selected genes; their embeddings are zero "
-            "vectors (as in the released code). Consider filtering them (sc.pp.filter_cells).",
-            UserWarning,
-            stacklevel=2,
-        )
+    warn_empty_cells(n_empty, len(plan.columns), stacklevel=3)
 
     write_embedding(
         adata, window, plan, key_added=key_added, projection=projection, store_window=store_window, n_empty=n_empty
@@ -136,23 +144,11 @@ def write_embedding(
         adata.obsm[key_added + _keys.NICHE_SUFFIX] = np.nanmean(window, axis=1)
         if store_window:
             adata.obsm[key_added + _keys.WINDOW_SUFFIX] = window
-    write_record(
-        adata,
-        "embed_cells",
-        {
-            "key_added": key_added,
-            "projection": projection,
-            "n_components": window.shape[-1],
-            "spatial": plan.spatial,
-            "store_window": store_window,
-            "batch_size": plan.batch_size,
-            "device": str(plan.device),
-            "precision": plan.precision,
-            "attention_backend": plan.model.network.attention_backend,
-            "n_empty_cells": n_empty,
-            **plan.model.identity(),
-        },
-    )
+    record = embedding_record(
+        plan, key_added=key_added, projection=projection, n_components=window.shape[-1], store_window=store_window,
+        n_empty=n_empty,
+    )  # fmt: skip
+    write_record(adata, "embed_cells", record)
 
 
 def _mirror_to_mudata(container: MuData, mod: str, key: str, embedding: np.ndarray) -> None:
@@ -165,22 +161,79 @@ def _mirror_to_mudata(container: MuData, mod: str, key: str, embedding: np.ndarr
 
 
 def embed_windows(plan: InferencePlan, projection: float | None, cells: slice | None = None) -> tuple[np.ndarray, int]:
-    """(n, 1 + k, m) embeddings of every window of ``cells`` (default all), and cells with no expressed gene.
+    """(n, 1 + k, m) embeddings of every window of ``cells`` (default all) and the number of empty cells.
 
-    A shard (``cells`` a range) gets the same values as in a full pass.
+    Cells with no expressed gene are counted. A shard (``cells`` a range) gets the same values as in a full pass.
+    """
+    first, stop, _ = (cells or slice(None)).indices(plan.n_obs)
+    window = np.empty((max(stop - first, 0), plan.n_blocks, embedding_width(plan, projection)), dtype=np.float32)
+    n_empty = 0
+    for rows, block, empty in embedding_batches(plan, projection, cells=slice(first, stop)):
+        window[rows - first] = block
+        n_empty += empty
+    return window, n_empty
+
+
+def warn_empty_cells(n_empty: int, n_selected: int, *, stacklevel: int = 2) -> None:
+    """Warn that ``n_empty`` cells express none of the selected genes (zero embeddings)."""
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} cells express none of the {n_selected} selected genes; their embeddings are zero "
+            "vectors (as in the released code). Consider filtering them (sc.pp.filter_cells).",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def embedding_width(plan: InferencePlan, projection: float | None) -> int:
+    """Dimensions of the embedding: the projection's components, or ``d_model`` unprojected."""
+    if projection is None:
+        return plan.model.config.d_model
+    return int(plan.model.spectral_basis(float(projection)).shape[1])
+
+
+def embedding_batches(
+    plan: InferencePlan, projection: float | None, *, cells: slice | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """Per batch: its cells within ``cells``, their (b, 1 + k, m) window embeddings, how many express no gene.
+
+    Streams, so a caller can write each batch out and keep memory independent of the number of
+    cells; batches follow the full pass's grid (a shard's values equal the full pass's). Missing
+    neighbours are NaN rows.
     """
     first, stop, _ = (cells or slice(None)).indices(plan.n_obs)
     basis = plan.model.spectral_basis(float(projection)).to(plan.device) if projection is not None else None
-    width = basis.shape[1] if basis is not None else plan.model.config.d_model
-    window = np.empty((max(stop - first, 0), plan.n_blocks, width), dtype=np.float32)
-    n_empty = 0
     for focal, batch, tensors, output in plan.batches(description="embed_cells", cells=slice(first, stop)):
         pooled = pool_cells(output.hidden, tensors["cell_index"], tensors["expressed"], batch.n_blocks)
         keep = (focal >= first) & (focal < stop)  # a shard's edge batches reach beyond it
-        focal, rows = focal[keep], focal[keep] - first
-        window[rows] = (pooled @ basis if basis is not None else pooled).cpu().numpy()[keep]
+        block = (pooled @ basis if basis is not None else pooled).cpu().numpy()[keep].astype(np.float32, copy=False)
+        focal = focal[keep]
         if plan.neighbors is not None:
-            cell, block = np.nonzero(plan.neighbors[focal] < 0)  # missing neighbours
-            window[rows[cell], 1 + block] = np.nan
-        n_empty += int((~(batch.expressed & (batch.cell_index == 0)).any(1))[keep].sum())
-    return window, n_empty
+            cell, slot = np.nonzero(plan.neighbors[focal] < 0)  # missing neighbours
+            block[cell, 1 + slot] = np.nan
+        yield focal, block, int((~(batch.expressed & (batch.cell_index == 0)).any(1))[keep].sum())
+
+
+def embedding_record(
+    plan: InferencePlan,
+    *,
+    key_added: str,
+    projection: float | None,
+    n_components: int,
+    store_window: bool,
+    n_empty: int,
+) -> dict:
+    """The ``uns['omnicell']['embed_cells']`` record."""
+    return {
+        "key_added": key_added,
+        "projection": projection,
+        "n_components": n_components,
+        "spatial": plan.spatial,
+        "store_window": store_window,
+        "batch_size": plan.batch_size,
+        "device": str(plan.device),
+        "precision": plan.precision,
+        "attention_backend": plan.model.network.attention_backend,
+        "n_empty_cells": n_empty,
+        **plan.model.identity(),
+    }

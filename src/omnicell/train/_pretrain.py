@@ -135,7 +135,7 @@ def _fingerprint(recipe: Recipe) -> dict[str, Any]:
     return {
         "seed": recipe.seed,
         "stages": [
-            [s.name, s.kind, [str(f.path) for f in s.files], s.steps, s.n_genes, s.strategy, s.n_neighbors,
+            [s.name, s.kind, [str(f.path) + (f" [{f.obs_filter}]" if f.obs_filter else "") for f in s.files], s.steps, s.n_genes, s.strategy, s.n_neighbors,
              list(recipe.batch_shape(s)), dataclasses.asdict(s.masking)]
             for s in recipe.stages
         ],
@@ -190,7 +190,7 @@ class _Run:
             stage: StageSpec = self.recipe.stages[stage_index]
             sources = [
                 open_h5ad_source(
-                    spec.path, model, spatial=stage.spatial, n_genes=stage.n_genes, strategy=stage.strategy,
+                    spec, model, spatial=stage.spatial, n_genes=stage.n_genes, strategy=stage.strategy,
                     n_neighbors=stage.n_neighbors, layer=spec.layer, use_raw=spec.use_raw, gene_key=spec.gene_key,
                     species=spec.species, spatial_key=spec.spatial_key, library_key=spec.library_key,
                     coord_scale=spec.coord_scale,

@@ -41,7 +41,9 @@ from ._trainer import OptimizerConfig
 __all__ = ["DataFileSpec", "ModelSection", "Recipe", "StageSpec", "read_recipe"]
 
 
-def _expand(path: str | os.PathLike, base: Path | None) -> Path:
+def _expand(path: str | os.PathLike, base: Path | None) -> Path | str:
+    if "://" in os.fspath(path):  # census:// or a remote SOMA URI: kept as given
+        return os.fspath(path)
     expanded = Path(os.path.expandvars(os.path.expanduser(os.fspath(path))))
     if "$" in str(expanded):
         raise ValueError(f"path {path!s} uses an environment variable that is not set.")
@@ -60,9 +62,17 @@ def _check_keys(values: dict[str, Any], allowed: set[str], where: str) -> None:
 
 @dataclasses.dataclass
 class DataFileSpec:
-    """One training file and how to read it (options of :func:`omnicell.pp.tokenize`)."""
+    """One training source and how to read it (options of :func:`omnicell.pp.tokenize`).
 
-    path: Path
+    ``path`` is an h5ad file or a TileDB-SOMA experiment (a folder, a URI, or
+    ``census://[VERSION/]ORGANISM``); for SOMA, ``measurement``, ``x_layer`` and ``obs_filter``
+    (a SOMA ``value_filter`` on obs) choose the cells, as in :func:`omnicell.data.read_soma`.
+    """
+
+    path: Path | str
+    measurement: str = "RNA"
+    x_layer: str | None = None
+    obs_filter: str | None = None
     layer: str | None = None
     use_raw: bool = False
     gene_key: str | None = None

@@ -32,7 +32,14 @@ from .._loader import plan_inference
 from ..data import TokenBatch
 from ..pp import tokenize
 
-__all__ = ["CellStream", "StreamSource", "concat_batches", "open_h5ad_source"]
+__all__ = [
+    "CellStream",
+    "StreamSource",
+    "close_training_cells",
+    "concat_batches",
+    "open_h5ad_source",
+    "open_training_cells",
+]
 
 logger = logging.getLogger("omnicell")
 
@@ -74,13 +81,44 @@ class StreamSource:
         return bool(self.plan.spatial)
 
     def close(self) -> None:
-        file = getattr(self.handle, "file", None)
-        if file is not None and getattr(self.handle, "isbacked", False):
-            file.close()
+        close_training_cells(self.handle)
+
+
+def open_training_cells(spec, *, spatial: bool = False, backed: bool = True):
+    """The cells of a recipe's data source, read lazily: an h5ad (backed) or a TileDB-SOMA experiment.
+
+    A SOMA source (``census://...``, a SOMA URI or folder) is read through
+    :func:`omnicell.data.read_soma` with the spec's ``measurement``, ``x_layer`` and ``obs_filter``
+    (and its ``spatial_key`` coordinates from the measurement's ``obsm`` in spatial mode); its rows
+    are read in chunks when a batch needs them, exactly like a backed h5ad.
+    """
+    import anndata as ad
+
+    from ..data import is_soma_uri, read_soma
+
+    path = os.fspath(spec.path)
+    if is_soma_uri(path):
+        return read_soma(
+            path,
+            measurement=getattr(spec, "measurement", "RNA"),
+            x_layer=getattr(spec, "x_layer", None),
+            obs_value_filter=getattr(spec, "obs_filter", None),
+            obsm_keys=[getattr(spec, "spatial_key", "spatial")] if spatial else (),
+        )
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"training file {path} does not exist.")
+    return ad.read_h5ad(path, backed="r" if backed else None)
+
+
+def close_training_cells(adata) -> None:
+    """Close the file behind a backed AnnData (a SOMA source closes when collected)."""
+    file = getattr(adata, "file", None)
+    if file is not None and getattr(adata, "isbacked", False):
+        file.close()
 
 
 def open_h5ad_source(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Any,
     model,
     *,
     spatial: bool,
@@ -96,18 +134,16 @@ def open_h5ad_source(
     coord_scale: float = 1.0,
     backed: bool = True,
 ) -> StreamSource:
-    """Open an h5ad file (backed by default) and tokenise it for ``model`` as inference would.
+    """Open an h5ad file (backed) or a SOMA experiment and tokenise it for ``model`` as inference would.
 
-    The AnnData is read in backed mode: only ``obs``/``var``/``obsm`` live in memory, expression
-    rows are read per batch. The tokenisation record lives in the in-memory ``uns`` (the file is
-    not modified).
+    The AnnData is read in backed mode (a SOMA experiment lazily, see :func:`open_training_cells`;
+    pass the recipe's :class:`~omnicell.train.DataFileSpec` as ``path`` for its SOMA options): only
+    ``obs``/``var``/``obsm`` live in memory, expression rows are read per batch. The tokenisation
+    record lives in the in-memory ``uns`` (the source is not modified).
     """
-    import anndata as ad
-
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"training file {path} does not exist.")
-    adata = ad.read_h5ad(path, backed="r" if backed else None)
+    spec = path if hasattr(path, "path") else _PathSpec(os.fspath(path), spatial_key)
+    path = os.fspath(spec.path)
+    adata = open_training_cells(spec, spatial=spatial, backed=backed)
     tokenize(
         adata,
         model,
@@ -125,7 +161,13 @@ def open_h5ad_source(
     )
     plan = plan_inference(adata, model, batch_size=None, device="cpu", precision="float32")
     plan.where = f"{path} ({plan.where})"
-    return StreamSource(plan=plan, name=os.path.basename(path), handle=adata)
+    return StreamSource(plan=plan, name=os.path.basename(path.rstrip("/")), handle=adata)
+
+
+@dataclasses.dataclass
+class _PathSpec:
+    path: str
+    spatial_key: str = "spatial"
 
 
 class CellStream:

@@ -29,6 +29,8 @@ def expressing_cells(matrix, *, chunk_size: int = 4096) -> np.ndarray:
     counts = np.zeros(n_vars, dtype=np.int64)
     for start in range(0, n_obs, chunk_size):
         block = matrix[start : min(start + chunk_size, n_obs)]
+        if hasattr(block, "compute"):  # dask (a SOMA experiment read lazily)
+            block = block.compute(scheduler="synchronous")
         if sp.issparse(block) or hasattr(block, "tocsr"):
             block = sp.csr_matrix(block)
             counts += np.bincount(block.indices[block.data > 0], minlength=n_vars)
@@ -60,17 +62,16 @@ def build_vocabulary(
     species
         Default species of the gene names where a file does not say (``"auto"`` detects it).
     """
-    import anndata as ad
-
     from .._validate import expression_source
     from ..data._genes import map_gene_names
     from ._recipe import DataFileSpec
+    from ._stream import close_training_cells, open_training_cells
 
     universe = human_gene_ids()
     totals: dict[str, int] = {}
     for item in files:
         spec = item if isinstance(item, DataFileSpec) else DataFileSpec(path=os.fspath(item))
-        adata = ad.read_h5ad(spec.path, backed="r")
+        adata = open_training_cells(spec)
         try:
             matrix, var, _ = expression_source(adata, layer=spec.layer, use_raw=spec.use_raw)
             names = var.index if spec.gene_key is None else var[spec.gene_key]
@@ -78,8 +79,7 @@ def build_vocabulary(
             mapping = map_gene_names(np.asarray(names, dtype=str), universe, species=file_species)
             counts = expressing_cells(matrix)
         finally:
-            if adata.isbacked:
-                adata.file.close()
+            close_training_cells(adata)
         matched = mapping.matched
         for gene_id, count in zip(mapping.ids[matched], counts[matched], strict=True):
             totals[gene_id] = totals.get(gene_id, 0) + int(count)
