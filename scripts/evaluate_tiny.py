@@ -118,7 +118,7 @@ def main() -> None:
 
     if not args.skip_demo:
         started = time.perf_counter()
-        summary = run_demo(args.output / "demo", model=model)
+        summary = run_demo(args.output / "demo", model=args.model)  # by name: its folder holds the tokenisation
         report["pbmc68k_reduced_clustering"] = summary.reset_index().to_dict(orient="records")
         report["pbmc68k_reduced_seconds"] = time.perf_counter() - started
         print(summary.to_string())
