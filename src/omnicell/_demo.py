@@ -1,12 +1,14 @@
 """``omnicell demo``: the main job end to end on data that ships with scanpy, offline.
 
-pbmc68k_reduced (700 PBMCs, 10 labelled cell types) -> counts -> ``oc.pp.tokenize`` ->
-``oc.tl.embed_cells`` -> neighbours, Leiden, UMAP; the same on expression PCA; a table of ARI/NMI
-against the labels, a figure and an h5ad in the output folder.
+pbmc68k_reduced (700 PBMCs, 10 labelled cell types) -> counts -> ``oc.pp.tokenize`` (with the
+model's own tokenisation: its ``tokenization.json``) -> ``oc.tl.embed_cells`` -> neighbours, Leiden,
+UMAP; the same on expression PCA; a table of ARI/NMI against the labels, a figure and an h5ad in
+the output folder. pbmc68k_reduced is not in the training data of the bundled omnicell-tiny.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -16,7 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-__all__ = ["pbmc68k_counts", "run_demo"]
+__all__ = ["model_line", "pbmc68k_counts", "run_demo", "single_cell_tokenization"]
 
 logger = logging.getLogger("omnicell")
 
@@ -33,6 +35,48 @@ def pbmc68k_counts() -> AnnData:
     adata = AnnData(X=sp.csr_matrix(counts.astype(np.float32)), obs=reduced.obs[[LABELS]].copy())
     adata.var_names = reduced.raw.var_names
     return adata
+
+
+def _model_folder(model_ref) -> Path | None:
+    from . import models
+
+    if isinstance(model_ref, (str, os.PathLike)):
+        path = Path(model_ref)
+        if path.is_dir():
+            return path
+        try:
+            return models.bundled_folder(str(model_ref))
+        except KeyError:
+            return None
+    return None
+
+
+def single_cell_tokenization(model, model_ref=None) -> dict:
+    """``strategy`` and ``n_genes`` the model was trained to read single cells with.
+
+    From ``model.tokenization`` where the loader provides it, else from ``tokenization.json`` in the
+    model's folder; empty (``oc.pp.tokenize``'s own defaults) for a model that carries neither.
+    """
+    carried = getattr(model, "tokenization", None)
+    if carried is not None and getattr(carried, "single_cell", None) is not None:
+        return {"strategy": carried.single_cell.strategy, "n_genes": int(carried.single_cell.n_genes)}
+    folder = _model_folder(model_ref)
+    if folder is not None and (folder / "tokenization.json").exists():
+        section = json.loads((folder / "tokenization.json").read_text())["single_cell"]
+        return {"strategy": str(section["strategy"]), "n_genes": int(section["n_genes"])}
+    return {}
+
+
+def model_line(model) -> str:
+    """One line: which model made the figure, and which model is the released one."""
+    size = f"{model.n_parameters / 1e6:.1f}M parameters"
+    if model.name == "omnicell-v1":
+        return f"Model: omnicell-v1 ({size}), the released OmniCell model."
+    bundled = " bundled with the package, offline" if model.name == "omnicell-tiny" else ""
+    return (
+        f"Model: {model.name} ({size},{bundled}); the released model is omnicell-v1 "
+        "(`omnicell demo --model omnicell-v1`, downloaded once)."
+    )
 
 
 def _leiden_sweep(adata: AnnData, use_rep: str, resolutions: np.ndarray, seed: int) -> tuple[pd.DataFrame, str]:
@@ -66,7 +110,8 @@ def run_demo(
 ) -> pd.DataFrame:
     """Run the demo and write ``pbmc68k_omnicell.h5ad``, ``umap.png`` and ``clustering.csv`` to ``output``.
 
-    Returns the best-resolution ARI/NMI of the omnicell embedding and of expression PCA.
+    Returns the best-resolution ARI/NMI of the omnicell embedding and of expression PCA;
+    ``.attrs['model']`` holds :func:`model_line` and ``.attrs['tokenization']`` the options used.
     """
     import matplotlib
 
@@ -74,14 +119,18 @@ def run_demo(
     import matplotlib.pyplot as plt
     import scanpy as sc
 
-    from . import pp, tl
+    from . import models, pp, tl
+    from ._settings import settings
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     resolutions = np.round(np.arange(0.1, 1.01, 0.1), 2) if resolutions is None else np.asarray(resolutions)
+    model_ref = settings.default_model if model is None else model
+    loaded = model_ref if isinstance(model_ref, models.OmniCellModel) else models.load(model_ref, device="cpu")
+    options = single_cell_tokenization(loaded, model_ref)
     adata = pbmc68k_counts()
-    pp.tokenize(adata, model)
-    tl.embed_cells(adata, model)
+    pp.tokenize(adata, loaded, **options)
+    tl.embed_cells(adata, loaded)
 
     baseline = adata.copy()
     sc.pp.normalize_total(baseline, target_sum=1e4)
@@ -105,10 +154,14 @@ def run_demo(
             kind = "cell types" if color == LABELS else "Leiden (best resolution)"
             sc.pl.embedding(adata, basis=basis, color=color, ax=axes[row, column], show=False,
                             title=f"{rep}: {kind}")  # fmt: skip
+    figure.suptitle(model_line(loaded), fontsize=9)
     figure.tight_layout()
     figure.savefig(output / "umap.png", dpi=110)
     plt.close(figure)
     sweep.to_csv(output / "clustering.csv", index=False)
     adata.uns.pop(f"{LABELS}_colors", None)
     adata.write_h5ad(output / "pbmc68k_omnicell.h5ad")
-    return summary[["resolution", "ARI", "NMI", "n_clusters"]]
+    summary = summary[["resolution", "ARI", "NMI", "n_clusters"]]
+    summary.attrs["model"] = model_line(loaded)
+    summary.attrs["tokenization"] = options
+    return summary

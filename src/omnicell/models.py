@@ -70,7 +70,7 @@ def register(spec: ModelSpec) -> None:
 
 #: Models shipped inside the package (``omnicell/models_data/NAME/``, omnicell's format): no download.
 _BUNDLED: dict[str, str] = {
-    "omnicell-tiny": "Small default model shipped with omnicell (4 layers, d=64, ~1M parameters, ~11.8k human "
+    "omnicell-tiny": "Small default model shipped with omnicell (4 layers, d=64, ~1.1M parameters, ~13.3k human "
     "genes; PBMC + STARmap, CPU-trained); see its MODEL_CARD.md",
 }
 

@@ -291,8 +291,10 @@ def run_demo(args: argparse.Namespace) -> None:
     _apply_common(args)
     summary = demo(args.output, model=_model(args))
     with pd.option_context("display.precision", 3):
-        _say("Leiden clustering of pbmc68k_reduced against its cell-type labels (best resolution of 0.1..1.0):")
+        _say("Leiden clustering of pbmc68k_reduced against its cell-type labels (best resolution of 0.1..1.0),")
+        _say("omnicell embedding beside expression PCA (50 components of log1p CP10k):")
         _say(summary.to_string())
+    _say(summary.attrs["model"])
     _say(
         f"wrote {args.output / 'umap.png'}, {args.output / 'clustering.csv'} and "
         f"{args.output / 'pbmc68k_omnicell.h5ad'}"
