@@ -8,4 +8,5 @@ bash scripts/setup.sh test,kernels,census
 PYTHON="${PYTHON:-python3}"
 # Lint first (ruff comes with the test extra): a finding fails the run before the long tests.
 "$PYTHON" -m ruff check .
-exec "$PYTHON" -m pytest -q "$@"
+# two workers: the suite is CPU-bound and CI has 2 cores (PYTEST_WORKERS=0 runs it in one process)
+exec "$PYTHON" -m pytest -q -n "${PYTEST_WORKERS:-2}" "$@"
