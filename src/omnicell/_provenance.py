@@ -11,7 +11,7 @@ from anndata import AnnData
 from . import _keys
 from ._version import __version__
 
-__all__ = ["get_record", "write_record"]
+__all__ = ["get_record", "obs_names_fingerprint", "write_record"]
 
 
 def _writable(value: Any) -> Any:
@@ -20,6 +20,16 @@ def _writable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return np.asarray(value)
     return value
+
+
+def obs_names_fingerprint(names) -> str:
+    """SHA-256 of the cell names in order: ties stored per-cell indices (spatial neighbours) to their cells.
+
+    Reordering, subsetting or concatenating cells changes it.
+    """
+    import hashlib
+
+    return hashlib.sha256("\0".join(map(str, names)).encode("utf-8")).hexdigest()
 
 
 def write_record(adata: AnnData, function: str, record: Mapping[str, Any]) -> None:

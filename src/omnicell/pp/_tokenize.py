@@ -13,11 +13,14 @@ from anndata import AnnData
 
 from .. import _keys
 from .._progress import progress as track_progress
-from .._provenance import write_record
+from .._provenance import obs_names_fingerprint, write_record
 from .._validate import (
     check_coordinates,
+    check_count,
     check_libraries,
     check_matrix_values,
+    check_number,
+    check_unique_obs_names,
     check_unique_var_names,
     describe_var_names,
     expression_source,
@@ -135,12 +138,12 @@ def tokenize(
     container, adata = resolve_modality(adata, mod, "tokenize")
     if strategy not in ("hvg", "expressed"):
         raise ValueError(f"strategy must be 'hvg' (released code) or 'expressed' (paper), got {strategy!r}.")
-    if int(n_genes) < 1:
-        raise ValueError(f"n_genes must be a positive integer, got {n_genes!r}.")
+    n_genes = check_count(n_genes, "n_genes")
     if not isinstance(spatial, bool):
-        raise TypeError("spatial must be True or False.")
-    if not np.isfinite(coord_scale) or coord_scale <= 0:
-        raise ValueError(f"coord_scale must be a positive number, got {coord_scale!r}.")
+        raise TypeError(f"spatial must be True or False, got {spatial!r}.")
+    coord_scale = check_number(coord_scale, "coord_scale", positive=True)
+    if spatial:
+        n_neighbors = check_count(n_neighbors, "n_neighbors")
     matrix, var, where = expression_source(adata, layer=layer, use_raw=use_raw)
     check_unique_var_names(var.index, "adata.raw.var_names" if use_raw else "adata.var_names")
     neighbors = _spatial_neighbors(adata, spatial_key, n_neighbors, neighbors_key, library_key) if spatial else None
@@ -202,6 +205,7 @@ def tokenize(
             "spatial": spatial,
             "n_neighbors": int(n_neighbors) if spatial else None,
             "spatial_key": spatial_key if spatial else None,
+            "obs_names_sha256": obs_names_fingerprint(adata.obs_names) if spatial else None,
             "neighbors_key": neighbors_key,
             "library_key": library_key,
             "coord_scale": float(coord_scale),
@@ -233,9 +237,10 @@ def _write_var(adata: AnnData, var: pd.DataFrame, key: str, values: np.ndarray, 
 def _spatial_neighbors(
     adata: AnnData, spatial_key: str, n_neighbors: int, neighbors_key: str | None, library_key: str | None
 ) -> np.ndarray:
+    # Stored neighbours are row indices: the cell names (and their order, fingerprinted in the record)
+    # are what ties them to cells, so they must be unique.
+    check_unique_obs_names(adata.obs_names)
     coordinates = check_coordinates(adata, spatial_key)
-    if int(n_neighbors) < 1:
-        raise ValueError(f"n_neighbors must be at least 1, got {n_neighbors!r}.")
     libraries = check_libraries(adata, library_key)
     if neighbors_key is None:
         neighbors = spatial_knn(coordinates, int(n_neighbors), libraries=libraries)

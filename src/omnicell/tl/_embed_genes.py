@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mudata import MuData
 
 from .. import _keys
-from .._loader import InferencePlan, Precision
+from .._loader import InferencePlan, Precision, restore_on_error
 from .._provenance import write_record
 from .._settings import settings
 from .._validate import resolve_modality
@@ -188,9 +188,18 @@ def embed_genes(
     if copy:
         container = container.copy() if container is not None else None
         adata = container.mod[mod] if container is not None else adata.copy()
-    plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
-    index = gene_index(adata, plan)
-    chosen = _chosen_genes(index, genes)
+    if genes is not None:
+        genes = [str(gene) for gene in ([genes] if isinstance(genes, str) else genes)]
+        absent = [gene for gene in genes if gene not in adata.var_names]
+        if absent or not genes:
+            raise ValueError(
+                f"genes: {len(absent)} of the {len(genes)} requested genes are not in adata.var_names "
+                f"(e.g. {', '.join(absent[:5]) or 'none given'}); pass var names that oc.pp.tokenize selects."
+            )
+    with restore_on_error(adata):
+        plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
+        index = gene_index(adata, plan)
+        chosen = _chosen_genes(index, genes)
     basis = plan.model.spectral_basis(float(projection)).to(plan.device) if projection is not None else None
     started = time.perf_counter()
     record: dict = {

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from anndata import AnnData
 
-from .._loader import Precision, plan_inference
+from .._loader import Precision, plan_inference, restore_on_error
 from .._provenance import get_record, write_record
 from .._settings import settings
-from .._validate import resolve_modality
+from .._validate import check_count, check_number, resolve_modality
 from ..models import OmniCellModel, resolve_device, resolve_model
 from ..train import (
     CellStream,
@@ -140,21 +140,31 @@ def fine_tune(
         Only if ``adata`` was not tokenised: what :func:`omnicell.pp.tokenize` writes.
     """
     container, adata = resolve_modality(adata, mod, "fine_tune")
-    if int(epochs) < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    epochs = check_count(epochs, "epochs")
+    batch_size = check_count(batch_size, "batch_size")
+    check_count(micro_batch_size, "micro_batch_size", allow_none=True)
+    check_number(lr, "lr", positive=True)
+    check_number(min_lr, "min_lr", minimum=0.0)
+    check_number(weight_decay, "weight_decay", minimum=0.0)
+    check_number(clip_norm, "clip_norm", positive=True, allow_none=True)
+    check_count(warmup_steps, "warmup_steps", minimum=0, allow_none=True)
+    if precision not in ("auto", "float32", "bfloat16"):
+        raise ValueError(
+            f"fine_tune supports precision 'auto', 'float32' or 'bfloat16', got {precision!r} "
+            "(float16 training needs loss scaling, which fine_tune does not do)."
+        )
     micro = int(micro_batch_size or batch_size)
     if micro < 1 or int(batch_size) % micro:
         raise ValueError(
             f"micro_batch_size ({micro_batch_size}) must be a positive divisor of batch_size ({batch_size})."
         )
-    if not 0.0 <= float(validation_fraction) < 1.0:
+    if not 0.0 <= check_number(validation_fraction, "validation_fraction") < 1.0:
         raise ValueError(f"validation_fraction must lie in [0, 1), got {validation_fraction!r}.")
     if spatial is not None and not isinstance(spatial, bool):
         raise TypeError("spatial must be True, False or None.")
     optimizer = OptimizerConfig(lr=float(lr), min_lr=float(min_lr), warmup_steps=0, weight_decay=float(weight_decay),
                                 clip_norm=clip_norm)  # fmt: skip
+    torch_device = resolve_device(device)
     base = resolve_model(model)
     record = get_record(adata, "tokenize")
     if record is not None and spatial is not None and bool(record["spatial"]) != spatial:
@@ -168,11 +178,11 @@ def fine_tune(
         masking_config = masking
     else:
         masking_config = MaskingConfig.for_stage(kind, **dict(masking or {}))
-    if record is None:
-        ensure_tokenized(adata, base, spatial=kind == "spatial")
-    plan = plan_inference(adata, base, batch_size=micro, device="cpu", precision="float32")
+    with restore_on_error(adata):  # a failure after the implicit tokenisation leaves adata as it was
+        if record is None:
+            ensure_tokenized(adata, base, spatial=kind == "spatial")
+        plan = plan_inference(adata, base, batch_size=micro, device="cpu", precision="float32")
     seed = int(settings.seed if seed is None else seed)
-    torch_device = resolve_device(device)
 
     # Split the cells.
     order = np.random.default_rng([seed, 1]).permutation(plan.n_obs)
@@ -201,8 +211,6 @@ def fine_tune(
     optimizer = dataclasses.replace(optimizer, warmup_steps=warmup)
     network = copy.deepcopy(base.network).to(torch_device)
     trainer_precision = "float32" if precision == "float32" else ("bfloat16" if precision == "bfloat16" else "auto")
-    if precision == "float16":
-        raise ValueError("fine_tune supports precision 'auto', 'float32' or 'bfloat16'.")
     trainer = Trainer(network, optimizer, total_steps=total, precision=trainer_precision,
                       context=DistributedContext(device=torch_device))  # fmt: skip
     objective = ObjectiveConfig()

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 from .. import _keys
 from .._provenance import get_record, write_record
 from .._settings import settings
-from .._validate import resolve_modality
+from .._validate import check_count, check_key_added, check_number, expression_source, resolve_modality
 
 __all__ = ["gene_modules", "gene_similarity"]
 
@@ -132,8 +132,11 @@ def gene_modules(
         raise ValueError(f"method must be 'leiden' or 'louvain', got {method!r}.")
     if similarity not in ("cosine", "gaussian"):
         raise ValueError(f"similarity must be 'cosine' or 'gaussian', got {similarity!r}.")
-    if not float(resolution) > 0 or not float(power) > 0:
-        raise ValueError("resolution and power must be positive.")
+    check_number(resolution, "resolution", positive=True)
+    check_number(power, "power", positive=True)
+    check_count(min_size, "min_size")
+    check_count(ctrl_size, "ctrl_size")
+    check_key_added(key_added)
     rows = np.flatnonzero(np.isfinite(embedding).all(1))
     if len(rows) < 2:
         raise ValueError(f"adata.varm[{use_rep!r}] has fewer than two genes with an embedding.")
@@ -142,6 +145,8 @@ def gene_modules(
         record = get_record(adata, "tokenize") or {}
         layer, use_raw = record.get("layer"), bool(record.get("use_raw", False))
     use_raw = bool(use_raw)
+    if score:
+        matrix, score_var, _ = expression_source(adata, layer=layer, use_raw=use_raw)  # names the layer if absent
 
     adjacency = gene_similarity(embedding[rows], similarity=similarity, power=power)
     communities = _communities(adjacency, method=method, resolution=float(resolution), seed=seed)
@@ -159,23 +164,35 @@ def gene_modules(
             f"{int(sizes.max())}); lower min_size or resolution."
         )
 
+    # Scores are computed on a bare AnnData over the same matrix, so an error there writes nothing.
+    scores = {}
+    if score:
+        import scanpy as sc
+
+        scratch = AnnData(X=matrix, obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=score_var.index))
+        for label in labels:
+            genes = list(adata.var_names[module == int(label)])
+            name = f"{key_added}_{label}"
+            n_other = scratch.n_vars - len(genes)
+            try:
+                sc.tl.score_genes(
+                    scratch, genes, score_name=name, ctrl_size=int(min(ctrl_size, max(n_other, 1))),
+                    random_state=seed,
+                )  # fmt: skip
+            except (RuntimeError, ValueError) as error:
+                raise ValueError(
+                    f"Scoring module {label} with sc.tl.score_genes failed ({error}). Pass score=False to keep only "
+                    "the modules, or a smaller ctrl_size."
+                ) from error
+            scores[name] = scratch.obs.pop(name).to_numpy()
+    score_keys = list(scores)
+
     if copy:
         container = container.copy() if container is not None else None
         adata = container.mod[mod] if container is not None else adata.copy()
     adata.var[key_added] = pd.Categorical.from_codes(module, categories=labels)
-    score_keys = []
-    if score:
-        import scanpy as sc
-
-        for label in labels:
-            genes = list(adata.var_names[module == int(label)])
-            name = f"{key_added}_{label}"
-            n_other = adata.n_vars - len(genes)
-            sc.tl.score_genes(
-                adata, genes, score_name=name, ctrl_size=int(min(ctrl_size, max(n_other, 1))),
-                random_state=seed, layer=layer, use_raw=use_raw,
-            )  # fmt: skip
-            score_keys.append(name)
+    for name, values in scores.items():
+        adata.obs[name] = values
     write_record(
         adata,
         "gene_modules",
