@@ -108,7 +108,7 @@ def get_matrix(adata: AnnData, layer: str | None):
         return adata.X
     if not isinstance(layer, str) or layer not in adata.layers:
         raise KeyError(
-            f"layer={layer!r} is not in adata.layers; available layers: {list(adata.layers) or 'none'}. "
+            f"Layer {layer!r} not found (layer=): available layers: {list(adata.layers) or 'none'}. "
             "Pass one of those, or layer=None for adata.X."
         )
     return adata.layers[layer]

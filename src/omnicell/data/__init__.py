@@ -9,11 +9,24 @@ from ._hvg import highly_variable_scores, seurat_v3_scores, top_variable
 from ._neighbors import graph_neighbors, spatial_knn
 from ._selection import expressed_first
 from ._softrank import soft_rank
+from ._tokenization_defaults import (
+    RELEASED_TOKENIZATION,
+    TOKENIZATION_FILE,
+    ModelTokenization,
+    SingleCellTokenization,
+    SpatialTokenization,
+    median_neighbor_distance,
+)
 from ._vocab import SPECIAL_TOKENS, Vocabulary
 
 __all__ = [
+    "RELEASED_TOKENIZATION",
     "SPECIAL_TOKENS",
+    "TOKENIZATION_FILE",
     "GeneMapping",
+    "ModelTokenization",
+    "SingleCellTokenization",
+    "SpatialTokenization",
     "TokenBatch",
     "Vocabulary",
     "batch_for_cells",
@@ -24,6 +37,7 @@ __all__ = [
     "graph_neighbors",
     "highly_variable_scores",
     "map_gene_names",
+    "median_neighbor_distance",
     "read_csr",
     "seurat_v3_scores",
     "soft_rank",
