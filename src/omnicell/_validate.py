@@ -29,7 +29,9 @@ __all__ = [
     "describe_var_names",
     "expression_source",
     "get_matrix",
+    "read_graph",
     "resolve_modality",
+    "resolve_random_state",
     "update_mudata",
 ]
 
@@ -98,6 +100,61 @@ def check_dtype(matrix, where: str) -> None:
             f"{where} holds values of dtype {dtype}, not numbers; store numeric expression values there "
             "(e.g. adata.X = adata.X.astype('float32'))."
         )
+
+
+def resolve_random_state(random_state: object, seed: object, function: str) -> int:
+    """The seed to use: ``random_state`` (scanpy's name), the deprecated ``seed``, or ``oc.settings.seed``."""
+    import warnings
+
+    from ._settings import settings
+
+    if seed is not None:
+        warnings.warn(
+            f"{function}(seed=...) is deprecated; pass random_state= (scanpy's name) instead.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if random_state is not None and random_state != seed:
+            raise ValueError(f"{function}: pass random_state= only (seed= is its deprecated alias), not both.")
+        random_state = seed
+    if random_state is None:
+        return int(settings.seed)
+    if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer) or random_state < 0:
+        raise TypeError(f"random_state must be a non-negative integer or None, got {random_state!r}.")
+    return int(random_state)
+
+
+def read_graph(adata: AnnData, neighbors_key: str, *, function: str, kind: str = "kNN") -> sp.csr_matrix:
+    """The connectivities named by ``neighbors_key``, in any of the conventions of scanpy and squidpy.
+
+    Tried in order: an ``obsp`` key (``'connectivities'``, ``'spatial_connectivities'``); the ``uns``
+    record scanpy and squidpy write (``'neighbors'``, ``'spatial_neighbors'``: its
+    ``connectivities_key``); squidpy-style prefixes (``'knn9'`` -> ``obsp['knn9_connectivities']``);
+    scanpy's default ``neighbors_key='neighbors'`` -> ``obsp['connectivities']``.
+    """
+    if not isinstance(neighbors_key, str) or not neighbors_key:
+        raise TypeError(f"{function}: neighbors_key must be a non-empty string, got {neighbors_key!r}.")
+    record = adata.uns.get(neighbors_key)
+    candidates = [neighbors_key]
+    if isinstance(record, dict) and "connectivities_key" in record:
+        candidates.append(str(record["connectivities_key"]))
+    candidates.append(f"{neighbors_key}_connectivities")
+    if neighbors_key == "neighbors":
+        candidates.append("connectivities")
+    for key in candidates:
+        if key in adata.obsp:
+            graph = sp.csr_matrix(adata.obsp[key])
+            if graph.shape != (adata.n_obs, adata.n_obs):
+                raise ValueError(
+                    f"{function}: adata.obsp[{key!r}] has shape {graph.shape}, not (n_obs, n_obs) = "
+                    f"({adata.n_obs}, {adata.n_obs}); rebuild the graph on these cells."
+                )
+            return graph
+    raise KeyError(
+        f"{function}: no {kind} graph {neighbors_key!r} (looked for adata.obsp keys {candidates}; obsp keys: "
+        f"{list(adata.obsp) or 'none'}). Build one first (sc.pp.neighbors, or squidpy's sq.gr.spatial_neighbors), "
+        "or leave neighbors_key=None to build it here."
+    )
 
 
 def get_matrix(adata: AnnData, layer: str | None):

@@ -24,6 +24,7 @@ from .._validate import (
     check_unique_var_names,
     describe_var_names,
     expression_source,
+    read_graph,
     resolve_modality,
     update_mudata,
 )
@@ -319,17 +320,8 @@ def _spatial_neighbors(
 
 
 def _spatial_graph(adata: AnnData, neighbors_key: str):
-    """The adjacency matrix named by an obsp key or by squidpy's uns record."""
-    if neighbors_key in adata.obsp:
-        return adata.obsp[neighbors_key]
-    record = adata.uns.get(neighbors_key)
-    if isinstance(record, dict) and record.get("connectivities_key") in adata.obsp:
-        return adata.obsp[record["connectivities_key"]]
-    raise KeyError(
-        f"No spatial graph {neighbors_key!r} in adata.obsp or adata.uns (obsp keys: {list(adata.obsp) or 'none'}). "
-        "Build one with squidpy, e.g. sq.gr.spatial_neighbors_knn(adata, n_neighs=9), then pass "
-        "neighbors_key='spatial_connectivities', or leave neighbors_key=None for a k-nearest search."
-    )
+    """The adjacency matrix named by an obsp key, squidpy's uns record or a squidpy-style prefix."""
+    return read_graph(adata, neighbors_key, function="tokenize", kind="spatial")
 
 
 def _columns_of_gene_list(var_names: pd.Index, genes, token_ids: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from .. import _keys
 from .._progress import progress
 from .._provenance import get_record, write_record
 from .._settings import settings
-from .._validate import resolve_modality
+from .._validate import resolve_modality, resolve_random_state
 from ..models import resolve_device
 from ._cell_tasks import copy_target, finish, get_labels, get_representation
 
@@ -127,6 +127,7 @@ def annotate(
     lr: float = 1e-4,
     weight_decay: float = 0.01,
     batch_size: int = 64,
+    random_state: int | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
     key_added: str = _keys.LABEL,
@@ -163,8 +164,9 @@ def annotate(
         AdamW weight decay.
     batch_size
         Cells per optimisation step.
-    seed
+    random_state
         Random seed of initialisation and shuffling; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     device
         Where to train; None uses ``oc.settings.device``.
     key_added
@@ -201,7 +203,7 @@ def annotate(
     known = labels.notna().to_numpy()
     classes = _classes(reference.obs[label_key], labels[known])
     targets = pd.Categorical(labels[known], categories=classes).codes
-    seed = int(settings.seed if seed is None else seed)
+    seed = resolve_random_state(random_state, seed, "annotate")
     torch_device = resolve_device(device)
 
     started = time.perf_counter()
@@ -255,6 +257,7 @@ def cross_validate_annotation(
     lr: float = 1e-4,
     weight_decay: float = 0.01,
     batch_size: int = 64,
+    random_state: int | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
     key_added: str | None = None,
@@ -279,8 +282,9 @@ def cross_validate_annotation(
         ``obsm`` key of the representation.
     hidden_sizes, epochs, lr, weight_decay, batch_size, device
         Classifier and training settings, as in :func:`omnicell.tl.annotate`.
-    seed
+    random_state
         Random seed of the folds and of every classifier; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     key_added
         Also write each cell's out-of-fold prediction to ``obs[key_added]`` (None: do not).
     mod
@@ -317,7 +321,7 @@ def cross_validate_annotation(
             UserWarning,
             stacklevel=2,
         )
-    seed = int(settings.seed if seed is None else seed)
+    seed = resolve_random_state(random_state, seed, "cross_validate_annotation")
     torch_device = resolve_device(device)
 
     started = time.perf_counter()

@@ -19,7 +19,7 @@ from .. import _keys
 from .._progress import progress
 from .._provenance import write_record
 from .._settings import settings
-from .._validate import resolve_modality
+from .._validate import resolve_modality, resolve_random_state
 from ..models import resolve_device
 from ._annotate import _classes, _warn_if_models_differ
 from ._cell_tasks import copy_target, finish, get_labels, get_representation
@@ -101,6 +101,7 @@ def deconvolve(
     lambda_feature: float = 1.0,
     lambda_entropy: float = 0.0,
     center: bool = True,
+    random_state: int | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
     key_added: str = _keys.PROPORTIONS,
@@ -145,8 +146,9 @@ def deconvolve(
         concentrates).
     center
         Centre the spot and reference embeddings on the mean reference cell.
-    seed
+    random_state
         Random seed of the initial mapping; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     device
         Where to optimise; None uses ``oc.settings.device``.
     key_added
@@ -197,7 +199,7 @@ def deconvolve(
     cells = cells[known]
     membership = np.zeros((len(codes), len(types)), dtype=np.float32)
     membership[np.arange(len(codes)), codes] = 1.0
-    seed = int(settings.seed if seed is None else seed)
+    seed = resolve_random_state(random_state, seed, "deconvolve")
     torch_device = resolve_device(device)
 
     started = time.perf_counter()

@@ -20,7 +20,7 @@ from .. import _keys
 from .._loader import InferencePlan, Precision, restore_on_error
 from .._provenance import write_record
 from .._settings import settings
-from .._validate import resolve_modality
+from .._validate import resolve_modality, resolve_random_state
 from ..models import OmniCellModel
 from ._gene_states import (
     DEFAULT_MAX_MEMORY,
@@ -59,6 +59,7 @@ def embed_genes(
     learning_rate: float = 1e-3,
     dropout: float = 0.1,
     gene_batch: int = 20,
+    random_state: int | None = None,
     seed: int | None = None,
     max_memory: float = DEFAULT_MAX_MEMORY / 1024**3,
     key_added: str | None = None,
@@ -130,8 +131,9 @@ def embed_genes(
         Dropout in the MLP during training.
     gene_batch
         Genes per training step.
-    seed
+    random_state
         Random seed of the GNN's initialisation, dropout and gene order; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     max_memory
         GB of per-cell gene embeddings held in memory; more spill to a temporary file on disk.
     key_added
@@ -183,7 +185,7 @@ def embed_genes(
         raise KeyError(f"use_rep {use_rep!r} is not a 2-d obsm entry; available: {list(adata.obsm)}.")
     if store is not None and os.path.exists(store) and not os.path.isdir(store):
         raise FileExistsError(f"store {store} exists and is not a zarr folder.")
-    seed = int(settings.seed if seed is None else seed)
+    seed = resolve_random_state(random_state, seed, "embed_genes")
     key = key_added or (_keys.GENE_EMBEDDING if level == "dataset" else _keys.CELL_GENE_EMBEDDING)
     if copy:
         container = container.copy() if container is not None else None

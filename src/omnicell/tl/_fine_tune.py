@@ -18,7 +18,7 @@ from anndata import AnnData
 from .._loader import Precision, plan_inference, restore_on_error
 from .._provenance import get_record, write_record
 from .._settings import settings
-from .._validate import check_count, check_number, resolve_modality
+from .._validate import check_count, check_number, resolve_modality, resolve_random_state
 from ..models import OmniCellModel, resolve_device, resolve_model
 from ..train import (
     CellStream,
@@ -65,6 +65,7 @@ def fine_tune(
     clip_norm: float | None = 1.0,
     masking: MaskingConfig | dict[str, float] | None = None,
     validation_fraction: float = 0.1,
+    random_state: int | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
     precision: Precision = "auto",
@@ -114,8 +115,9 @@ def fine_tune(
         (``nonzero``, ``zero``, ``neighbor_nonzero``, ``neighbor_zero``, ``mask_value``).
     validation_fraction
         Share of the cells held out for the held-out masked loss (at most 2048 cells); 0 disables it.
-    seed
+    random_state
         Seed of the split, shuffling, masking and dropout; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     device
         ``"auto"``, ``"cpu"``, ``"cuda"``; None uses ``oc.settings.device``.
     precision
@@ -165,6 +167,7 @@ def fine_tune(
     optimizer = OptimizerConfig(lr=float(lr), min_lr=float(min_lr), warmup_steps=0, weight_decay=float(weight_decay),
                                 clip_norm=clip_norm)  # fmt: skip
     torch_device = resolve_device(device)
+    seed = resolve_random_state(random_state, seed, "fine_tune")
     base = resolve_model(model)
     record = get_record(adata, "tokenize")
     if record is not None and spatial is not None and bool(record["spatial"]) != spatial:
@@ -182,7 +185,6 @@ def fine_tune(
         if record is None:
             ensure_tokenized(adata, base, spatial=kind == "spatial")
         plan = plan_inference(adata, base, batch_size=micro, device="cpu", precision="float32")
-    seed = int(settings.seed if seed is None else seed)
 
     # Split the cells.
     order = np.random.default_rng([seed, 1]).permutation(plan.n_obs)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 from .. import _keys
 from .._provenance import get_record, write_record
 from .._settings import settings
-from .._validate import check_count, check_key_added, check_number, expression_source, resolve_modality
+from .._validate import check_count, check_key_added, check_number, expression_source, resolve_modality, resolve_random_state
 
 __all__ = ["gene_modules", "gene_similarity"]
 
@@ -62,6 +62,7 @@ def gene_modules(
     ctrl_size: int = 50,
     layer: str | None = None,
     use_raw: bool | None = None,
+    random_state: int | None = None,
     seed: int | None = None,
     key_added: str = _keys.GENE_MODULE,
     mod: str = "rna",
@@ -99,8 +100,9 @@ def gene_modules(
         Control genes per module score (see :func:`scanpy.tl.score_genes`).
     layer, use_raw
         Expression used for the scores; None uses the matrix :func:`omnicell.pp.tokenize` read.
-    seed
+    random_state
         Random seed of the community detection and the control genes; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     key_added
         ``var`` column of the modules and prefix of the ``obs`` score columns.
     mod
@@ -140,7 +142,7 @@ def gene_modules(
     rows = np.flatnonzero(np.isfinite(embedding).all(1))
     if len(rows) < 2:
         raise ValueError(f"adata.varm[{use_rep!r}] has fewer than two genes with an embedding.")
-    seed = int(settings.seed if seed is None else seed)
+    seed = resolve_random_state(random_state, seed, "gene_modules")
     if layer is None and use_raw is None:
         record = get_record(adata, "tokenize") or {}
         layer, use_raw = record.get("layer"), bool(record.get("use_raw", False))

@@ -22,7 +22,7 @@ from .. import _keys
 from .._loader import Precision
 from .._provenance import get_record, write_record
 from .._settings import settings
-from .._validate import expression_source, resolve_modality
+from .._validate import expression_source, resolve_modality, resolve_random_state
 from ..data import read_csr
 from ..models import OmniCellModel
 from ._cell_tasks import agreement, copy_target, finish, get_labels, knn_graph, leiden
@@ -80,6 +80,7 @@ def dropout_robustness(
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     precision: Precision = "auto",
+    random_state: int | None = None,
     seed: int | None = None,
     mod: str = "rna",
     copy: bool = False,
@@ -115,8 +116,9 @@ def dropout_robustness(
         ``adata`` is not tokenised yet.
     batch_size, device, precision
         Forward-pass settings, as in :func:`omnicell.tl.embed_cells`.
-    seed
+    random_state
         Random seed of the dropout draws, the graphs and Leiden; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     mod
         Modality of a MuData.
     copy
@@ -145,7 +147,7 @@ def dropout_robustness(
         raise TypeError("embed must be a function mapping an AnnData to an (n_obs, d) array, or None.")
     if not 2 <= int(n_neighbors) < adata.n_obs:
         raise ValueError(f"n_neighbors must lie in [2, n_obs - 1 = {adata.n_obs - 1}], got {n_neighbors}.")
-    seed = int(settings.seed if seed is None else seed)
+    seed = resolve_random_state(random_state, seed, "dropout_robustness")
     if copy:
         container, adata = copy_target(container, adata, mod)
     loaded = ensure_tokenized(adata, model) if embed is None or get_record(adata, "tokenize") is None else None
