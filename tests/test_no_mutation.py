@@ -282,3 +282,20 @@ def test_seed_is_a_deprecated_alias_of_random_state(tiny_adata, tiny_model):
         oc.tl.gene_modules(adata, min_size=1, score=False, seed=3, random_state=4)
     with pytest.raises(TypeError, match="random_state"):
         oc.tl.gene_modules(adata, min_size=1, score=False, random_state="zero")
+
+
+def test_provenance_is_kept_per_result_key(tiny_adata, tiny_model, tmp_path):
+    adata = _tokenized(tiny_adata, tiny_model)
+    oc.tl.embed_cells(adata, tiny_model, key_added="X_full", projection=None)
+    oc.tl.embed_cells(adata, tiny_model, key_added="X_projected", projection=0.9)
+    records = adata.uns["omnicell"]["by_key"]["embed_cells"]
+    assert set(records) == {"X_full", "X_projected"}
+    assert "projection" not in records["X_full"] and records["X_projected"]["projection"] == 0.9
+    assert records["X_full"]["n_components"] == adata.obsm["X_full"].shape[1]
+    assert records["X_projected"]["n_components"] == adata.obsm["X_projected"].shape[1]
+    # the latest run stays where readers look for it
+    assert adata.uns["omnicell"]["embed_cells"]["key_added"] == "X_projected"
+    from omnicell._provenance import get_record
+
+    assert get_record(adata, "embed_cells", key="X_full")["key_added"] == "X_full"
+    adata.write_h5ad(tmp_path / "a.h5ad")  # still h5ad-writable

@@ -78,7 +78,7 @@ def gene_modules(
     from matplotlib.colors import Normalize
     from mpl_toolkits.axes_grid1 import make_axes_locatable
 
-    record = get_record(adata, "gene_modules")
+    record = get_record(adata, "gene_modules", key=key)
     if key not in adata.var or record is None:
         raise KeyError(f"No gene modules in adata.var[{key!r}]; run oc.tl.gene_modules(adata) first.")
     available = [str(m) for m in record["modules"]]

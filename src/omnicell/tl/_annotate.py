@@ -199,7 +199,7 @@ def annotate(
         )
     labels = get_labels(reference, label_key, "annotate")
     _check_training(epochs, lr, batch_size, hidden_sizes)
-    _warn_if_models_differ(adata, reference)
+    _warn_if_models_differ(adata, reference, use_rep)
     known = labels.notna().to_numpy()
     classes = _classes(reference.obs[label_key], labels[known])
     targets = pd.Categorical(labels[known], categories=classes).codes
@@ -392,8 +392,9 @@ def _classes(column: pd.Series, labelled: pd.Series) -> list[str]:
     return sorted(present)
 
 
-def _warn_if_models_differ(adata: AnnData, reference: AnnData) -> None:
-    query_record, reference_record = get_record(adata, "embed_cells"), get_record(reference, "embed_cells")
+def _warn_if_models_differ(adata: AnnData, reference: AnnData, use_rep: str) -> None:
+    base = use_rep.removesuffix(_keys.NICHE_SUFFIX)  # the embedding's own record, also after several runs
+    query_record, reference_record = get_record(adata, "embed_cells", key=base), get_record(reference, "embed_cells", key=base)
     if query_record is None or reference_record is None:
         return
     fields = ("model_sha256", "projection")

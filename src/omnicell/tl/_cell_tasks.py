@@ -62,7 +62,7 @@ def get_representation(adata: AnnData, use_rep: str, function: str) -> np.ndarra
 def _how_to_embed(adata: AnnData, use_rep: str) -> str:
     if use_rep.endswith(_keys.NICHE_SUFFIX):
         base = use_rep[: -len(_keys.NICHE_SUFFIX)]
-        record = get_record(adata, "embed_cells")
+        record = get_record(adata, "embed_cells", key=base)
         ran_single_cell = base in adata.obsm or (record is not None and not bool(record.get("spatial", False)))
         prefix = (
             f"adata.obsm[{base!r}] exists but embed_cells ran in single-cell mode, which makes no niche embedding. "
