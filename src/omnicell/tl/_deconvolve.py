@@ -192,7 +192,7 @@ def deconvolve(
             stacklevel=2,
         )
     labels = get_labels(reference, label_key, "deconvolve")
-    _warn_if_models_differ(adata, reference)
+    _warn_if_models_differ(adata, reference, use_rep)
     known = labels.notna().to_numpy()
     types = _classes(reference.obs[label_key], labels[known])
     codes = pd.Categorical(labels[known], categories=types).codes
