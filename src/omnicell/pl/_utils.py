@@ -13,8 +13,10 @@ _EXTENSIONS = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".tif", ".tiff", ".eps")
 
 
 def finish_figure(figure: Figure, name: str, axes, *, show: bool | None, save: bool | str | None, return_fig: bool):
-    """What scanpy's plots return: the Figure with ``return_fig=True`` (saved if asked, not shown);
-    otherwise save and/or show, and return ``axes`` unless the figure was shown."""
+    """What scanpy's plots return: the Figure with ``return_fig=True`` (saved if asked, not shown).
+
+    Otherwise save and/or show, and return ``axes`` unless the figure was shown.
+    """
     if return_fig:
         savefig_or_show(figure, name, show=False, save=save, close=False)
         return figure

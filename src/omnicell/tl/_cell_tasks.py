@@ -23,9 +23,9 @@ __all__ = [
     "get_representation",
     "graph_for",
     "knn_graph",
-    "store_graph",
     "leiden",
     "search_resolution",
+    "store_graph",
 ]
 
 DEFAULT_RESOLUTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
