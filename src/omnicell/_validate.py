@@ -152,8 +152,13 @@ def read_graph(adata: AnnData, neighbors_key: str, *, function: str, kind: str =
             return graph
     raise KeyError(
         f"{function}: no {kind} graph {neighbors_key!r} (looked for adata.obsp keys {candidates}; obsp keys: "
-        f"{list(adata.obsp) or 'none'}). Build one first (sc.pp.neighbors, or squidpy's sq.gr.spatial_neighbors), "
-        "or leave neighbors_key=None to build it here."
+        f"{list(adata.obsp) or 'none'}). "
+        + (
+            "Build one with squidpy, e.g. sq.gr.spatial_neighbors_knn(adata, n_neighs=9), then pass "
+            "neighbors_key='spatial_connectivities', or leave neighbors_key=None for a k-nearest search."
+            if kind == "spatial"
+            else "Build one first (sc.pp.neighbors(adata, use_rep=...)), or leave neighbors_key=None to build it here."
+        )
     )
 
 

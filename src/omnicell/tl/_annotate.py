@@ -394,7 +394,9 @@ def _classes(column: pd.Series, labelled: pd.Series) -> list[str]:
 
 def _warn_if_models_differ(adata: AnnData, reference: AnnData, use_rep: str) -> None:
     base = use_rep.removesuffix(_keys.NICHE_SUFFIX)  # the embedding's own record, also after several runs
-    query_record, reference_record = get_record(adata, "embed_cells", key=base), get_record(reference, "embed_cells", key=base)
+    # the embedding's own record where there is one, else the latest embed_cells record
+    query_record = get_record(adata, "embed_cells", key=base) or get_record(adata, "embed_cells")
+    reference_record = get_record(reference, "embed_cells", key=base) or get_record(reference, "embed_cells")
     if query_record is None or reference_record is None:
         return
     fields = ("model_sha256", "projection")
