@@ -28,7 +28,7 @@ from ._distributed import DistributedContext, init_distributed
 from ._loop import LossLog, StepPosition, train_loop
 from ._masking import MaskedBatch, MaskingConfig, mask_batch
 from ._recipe import Recipe, StageSpec, read_recipe
-from ._stream import CellStream, open_h5ad_source
+from ._stream import CellStream, close_training_cells, open_h5ad_source, open_training_cells
 from ._trainer import StepResult, Trainer
 from ._vocab import build_vocabulary
 
@@ -161,8 +161,6 @@ class _Run:
         """
         if getattr(self, "_tokenization", None) is not None:
             return self._tokenization
-        import anndata as ad
-
         from ..data import ModelTokenization, SingleCellTokenization, SpatialTokenization, median_neighbor_distance
 
         single = [stage for stage in self.recipe.stages if not stage.spatial]
@@ -173,14 +171,17 @@ class _Run:
             stage = spatial[-1]
             distances = []
             for spec in stage.files:
-                data = ad.read_h5ad(spec.path, backed="r")
+                # The same reader as training: a backed h5ad or a SOMA experiment (only obs/obsm are read).
+                data = open_training_cells(spec, spatial=True)
                 try:
                     coordinates = np.asarray(data.obsm[spec.spatial_key], dtype=np.float64)[:, :2] * spec.coord_scale
                     libraries = (
-                        data.obs[spec.library_key].astype(str).to_numpy() if spec.library_key is not None else None
+                        data.obs[spec.library_key].astype(str).to_numpy()
+                        if spec.library_key is not None and spec.library_key in data.obs
+                        else None
                     )
                 finally:
-                    data.file.close()
+                    close_training_cells(data)
                 distance = median_neighbor_distance(coordinates, libraries=libraries)
                 if distance:
                     distances.append(distance)
