@@ -40,9 +40,15 @@ def test_load_official_folder(tiny_model, expected, tiny_dir):
 
 def test_convert_round_trip(tiny_model, tiny_dir, tmp_path, expected):
     target = oc.models.convert(tiny_dir, tmp_path / "converted")
-    assert {p.name for p in target.iterdir()} == {"config.json", "model.safetensors", "vocab.json", "MODEL_CARD.md"}
+    assert {p.name for p in target.iterdir()} == {
+        "config.json", "model.safetensors", "vocab.json", "MODEL_CARD.md", "tokenization.json"
+    }  # fmt: skip
     reloaded = oc.models.load(target, device="cpu")
     assert reloaded.name == "official_tiny"
+    # an official checkpoint reads cells with the released code's rule, and its conversion keeps it
+    assert tiny_model.tokenization.source == "released code"
+    assert reloaded.tokenization.single_cell == oc.data.SingleCellTokenization(strategy="hvg", n_genes=2000)
+    assert reloaded.tokenization.spatial.n_neighbors == 9 and reloaded.tokenization.spatial.neighbor_distance is None
     assert reloaded.vocab == tiny_model.vocab
     tokens, values = torch.tensor(expected["sc_tokens"]), torch.tensor(expected["sc_values"])
     assert torch.equal(_forward(reloaded, tokens, values), _forward(tiny_model, tokens, values))
@@ -191,3 +197,37 @@ def test_official_vocabulary_from_shared_assets(tiny_dir):
     assert len(vocab.genes) == 60603
     assert (vocab.rna_start, vocab.rna_end) == (60603, 60604)
     assert vocab.max_token_id + 1 == oc.model.OmniCellConfig().num_gene
+
+
+def test_truncated_safetensors_names_the_file(tiny_dir, tmp_path):
+    target = oc.models.convert(tiny_dir, tmp_path / "converted")
+    weights = target / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(OSError, match=r"model\.safetensors.*truncated or corrupt.*again"):
+        oc.models.load(target, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"single_cell": {"strategy": "random", "n_genes": 10}, "spatial": null}', r"single_cell\.strategy"),
+        ('{"single_cell": {"strategy": "hvg", "n_genes": 0}}', r"single_cell\.n_genes"),
+        ('{"single_cell": {"strategy": "hvg", "n_genes": 8}, "spatial": {"strategy": "hvg", "n_genes": 8}}',
+         r"spatial\.n_neighbors is missing"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_bad_tokenization_json_names_the_field(tiny_dir, tmp_path, content, message):
+    target = oc.models.convert(tiny_dir, tmp_path / "converted")
+    (target / "tokenization.json").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        oc.models.load(target, device="cpu")
+
+
+def test_bundled_model_carries_its_recipe_tokenization():
+    model = oc.models.load("omnicell-tiny", device="cpu")
+    # The values of recipes/omnicell-tiny.yaml (engineer 14 retrained the bundled model on it).
+    assert model.tokenization.single_cell == oc.data.SingleCellTokenization(strategy="hvg", n_genes=256)
+    spatial = model.tokenization.spatial
+    assert (spatial.strategy, spatial.n_genes, spatial.n_neighbors) == ("expressed", 64, 9)
+    assert spatial.neighbor_distance == pytest.approx(1.517, abs=0.01)  # STARmap pixels x 0.01

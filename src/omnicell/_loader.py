@@ -19,14 +19,15 @@ from anndata import AnnData
 from . import _keys
 from ._batch_pipeline import auto_batch_size, device_batches
 from ._progress import progress as track_progress
+from ._provenance import obs_names_fingerprint
 from ._settings import settings
 from ._tokenization import TokenizeRecord
-from ._validate import check_coordinates, expression_source
+from ._validate import check_coordinates, check_count, expression_source
 from .data import TokenBatch, batch_for_cells
 from .model import ForwardOutput
 from .models import OmniCellModel, resolve_device, resolve_model
 
-__all__ = ["InferencePlan", "Precision", "check_options", "plan_inference"]
+__all__ = ["InferencePlan", "Precision", "check_options", "plan_inference", "restore_on_error"]
 
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -132,17 +133,54 @@ def check_options(
     *, batch_size: int | None, device: str | torch.device | None, precision: Precision
 ) -> tuple[int, torch.device, torch.dtype | None]:
     """``(batch size, device, autocast dtype)`` of a pass, or a clear error (before anything is written)."""
-    batch_size = int(batch_size if batch_size is not None else settings.batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+    batch_size = check_count(batch_size if batch_size is not None else settings.batch_size, "batch_size")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     torch_device = resolve_device(device)
+    if precision == "float16" and torch_device.type == "cpu":
+        raise ValueError(
+            "precision='float16' is not supported on the CPU (half-precision matmuls); use 'float32' or 'bfloat16' "
+            "there, or 'auto'."
+        )
     if precision == "auto":
         autocast_dtype = torch.bfloat16 if torch_device.type == "cuda" else None
     else:
         autocast_dtype = None if precision == "float32" else getattr(torch, precision)
     return batch_size, torch_device, autocast_dtype
+
+
+_TOKENIZE_VAR = (_keys.VAR_GENE_ID, _keys.VAR_TOKEN, _keys.VAR_SELECTED)
+
+
+@contextlib.contextmanager
+def restore_on_error(adata: AnnData) -> Iterator[None]:
+    """Undo what an implicit :func:`omnicell.pp.tokenize` (run by a tool before planning) wrote, on error.
+
+    Tools validate their arguments first, but some inputs (e.g. genes a tokenisation will not
+    select) can only be checked after tokenising; wrapped in this, such an error leaves ``adata``
+    as it was.
+    """
+    var = {key: adata.var[key].copy() for key in _TOKENIZE_VAR if key in adata.var}
+    neighbors = adata.obsm.get(_keys.OBSM_NEIGHBORS)
+    had_store = _keys.UNS in adata.uns
+    store = dict(adata.uns.get(_keys.UNS, {}))
+    try:
+        yield
+    except BaseException:
+        for key in _TOKENIZE_VAR:
+            if key in var:
+                adata.var[key] = var[key]
+            elif key in adata.var:
+                del adata.var[key]
+        if neighbors is not None:
+            adata.obsm[_keys.OBSM_NEIGHBORS] = neighbors
+        else:
+            adata.obsm.pop(_keys.OBSM_NEIGHBORS, None)
+        if had_store:
+            adata.uns[_keys.UNS] = store
+        else:
+            adata.uns.pop(_keys.UNS, None)
+        raise
 
 
 def plan_inference(
@@ -184,6 +222,16 @@ def plan_inference(
         if neighbors.shape[0] != adata.n_obs or neighbors.min() < -1 or neighbors.max() >= adata.n_obs:
             raise ValueError(
                 f"obsm[{_keys.OBSM_NEIGHBORS!r}] does not fit the cells (subset since?); run oc.pp.tokenize again."
+            )
+        # The neighbours are row indices: any reordering, subsetting or concatenation of the cells since
+        # tokenize would silently give every cell another cell's neighbours. The record fingerprints the
+        # cell names in order.
+        fingerprint = record.obs_names_sha256
+        if fingerprint is not None and fingerprint != obs_names_fingerprint(adata.obs_names):
+            raise ValueError(
+                f"The cells of adata are not those, in that order, that oc.pp.tokenize found the spatial neighbours "
+                f"of (obsm[{_keys.OBSM_NEIGHBORS!r}]): they were reordered, subset or concatenated since. "
+                "Run oc.pp.tokenize(adata, spatial=True, ...) again on the cells as they are now."
             )
         coordinates = check_coordinates(adata, str(record.spatial_key)) * record.coord_scale
     if given_batch_size is None and not settings._batch_size_set and torch_device.type == "cuda":

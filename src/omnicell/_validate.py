@@ -18,13 +18,20 @@ from .data import check_values, read_csr
 __all__ = [
     "check_adata",
     "check_coordinates",
+    "check_count",
+    "check_dtype",
+    "check_key_added",
     "check_libraries",
     "check_matrix_values",
+    "check_number",
+    "check_unique_obs_names",
     "check_unique_var_names",
     "describe_var_names",
     "expression_source",
     "get_matrix",
+    "read_graph",
     "resolve_modality",
+    "resolve_random_state",
     "update_mudata",
 ]
 
@@ -40,14 +47,132 @@ def check_adata(adata: object, function: str) -> AnnData:
     return adata
 
 
+def check_count(value: object, name: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """``value`` as an int >= ``minimum``; a TypeError/ValueError naming ``name`` otherwise (bools refused)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__}).")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_number(
+    value: object,
+    name: str,
+    *,
+    positive: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    allow_none: bool = False,
+) -> float | None:
+    """``value`` as a finite float (optionally > 0 or within bounds); an error naming ``name`` otherwise."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}.")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be between {minimum} and {maximum}, got {value!r}.")
+    return value
+
+
+def check_key_added(value: object, name: str = "key_added") -> str:
+    """A non-empty string key."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}.")
+    return value
+
+
+def check_dtype(matrix, where: str) -> None:
+    """Refuse matrices that do not hold numbers (strings, objects), naming the slot."""
+    dtype = getattr(matrix, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind not in "biuf":
+        raise TypeError(
+            f"{where} holds values of dtype {dtype}, not numbers; store numeric expression values there "
+            "(e.g. adata.X = adata.X.astype('float32'))."
+        )
+
+
+def resolve_random_state(random_state: object, seed: object, function: str) -> int:
+    """The seed to use: ``random_state`` (scanpy's name), the deprecated ``seed``, or ``oc.settings.seed``."""
+    import warnings
+
+    from ._settings import settings
+
+    if seed is not None:
+        warnings.warn(
+            f"{function}(seed=...) is deprecated; pass random_state= (scanpy's name) instead.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if random_state is not None and random_state != seed:
+            raise ValueError(f"{function}: pass random_state= only (seed= is its deprecated alias), not both.")
+        random_state = seed
+    if random_state is None:
+        return int(settings.seed)
+    if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer) or random_state < 0:
+        raise TypeError(f"random_state must be a non-negative integer or None, got {random_state!r}.")
+    return int(random_state)
+
+
+def read_graph(adata: AnnData, neighbors_key: str, *, function: str, kind: str = "kNN") -> sp.csr_matrix:
+    """The connectivities named by ``neighbors_key``, in any of the conventions of scanpy and squidpy.
+
+    Tried in order: an ``obsp`` key (``'connectivities'``, ``'spatial_connectivities'``); the ``uns``
+    record scanpy and squidpy write (``'neighbors'``, ``'spatial_neighbors'``: its
+    ``connectivities_key``); squidpy-style prefixes (``'knn9'`` -> ``obsp['knn9_connectivities']``);
+    scanpy's default ``neighbors_key='neighbors'`` -> ``obsp['connectivities']``.
+    """
+    if not isinstance(neighbors_key, str) or not neighbors_key:
+        raise TypeError(f"{function}: neighbors_key must be a non-empty string, got {neighbors_key!r}.")
+    record = adata.uns.get(neighbors_key)
+    candidates = [neighbors_key]
+    if isinstance(record, dict) and "connectivities_key" in record:
+        candidates.append(str(record["connectivities_key"]))
+    candidates.append(f"{neighbors_key}_connectivities")
+    if neighbors_key == "neighbors":
+        candidates.append("connectivities")
+    for key in candidates:
+        if key in adata.obsp:
+            graph = sp.csr_matrix(adata.obsp[key])
+            if graph.shape != (adata.n_obs, adata.n_obs):
+                raise ValueError(
+                    f"{function}: adata.obsp[{key!r}] has shape {graph.shape}, not (n_obs, n_obs) = "
+                    f"({adata.n_obs}, {adata.n_obs}); rebuild the graph on these cells."
+                )
+            return graph
+    raise KeyError(
+        f"{function}: no {kind} graph {neighbors_key!r} (looked for adata.obsp keys {candidates}; obsp keys: "
+        f"{list(adata.obsp) or 'none'}). "
+        + (
+            "Build one with squidpy, e.g. sq.gr.spatial_neighbors_knn(adata, n_neighs=9), then pass "
+            "neighbors_key='spatial_connectivities', or leave neighbors_key=None for a k-nearest search."
+            if kind == "spatial"
+            else "Build one first (sc.pp.neighbors(adata, use_rep=...)), or leave neighbors_key=None to build it here."
+        )
+    )
+
+
 def get_matrix(adata: AnnData, layer: str | None):
     """``adata.X`` or ``adata.layers[layer]``, with a clear error when absent."""
     if layer is None:
         if adata.X is None:
             raise ValueError("adata.X is empty; pass layer= naming the layer with expression values.")
         return adata.X
-    if layer not in adata.layers:
-        raise KeyError(f"Layer {layer!r} not found; available layers: {list(adata.layers) or 'none'}.")
+    if not isinstance(layer, str) or layer not in adata.layers:
+        raise KeyError(
+            f"Layer {layer!r} not found (layer=): available layers: {list(adata.layers) or 'none'}. "
+            "Pass one of those, or layer=None for adata.X."
+        )
     return adata.layers[layer]
 
 
@@ -79,9 +204,12 @@ def expression_source(adata: AnnData, *, layer: str | None, use_raw: bool) -> tu
             raise ValueError("use_raw=True but adata.raw is empty; use layer= or .X instead.")
         if layer is not None:
             raise ValueError("Pass either use_raw=True or layer=, not both.")
+        check_dtype(adata.raw.X, "adata.raw.X")
         return adata.raw.X, adata.raw.var, "adata.raw.X"
     where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
-    return get_matrix(adata, layer), adata.var, where
+    matrix = get_matrix(adata, layer)
+    check_dtype(matrix, where)
+    return matrix, adata.var, where
 
 
 def check_unique_var_names(names: pd.Index, label: str = "adata.var_names") -> None:
@@ -92,6 +220,18 @@ def check_unique_var_names(names: pd.Index, label: str = "adata.var_names") -> N
         raise ValueError(
             f"{label} has {len(duplicated)} duplicate names (e.g. {examples}). Make them unique "
             "(adata.var_names_make_unique()) or sum the duplicated genes, then try again."
+        )
+
+
+def check_unique_obs_names(names: pd.Index) -> None:
+    """Spatial neighbours refer to cells by position and name: duplicate names are refused."""
+    duplicated = names[names.duplicated()]
+    if len(duplicated):
+        examples = ", ".join(map(str, pd.unique(duplicated)[:5]))
+        raise ValueError(
+            f"adata.obs_names has {len(duplicated)} duplicate names (e.g. {examples}); spatial neighbours need "
+            "unique cell names. Run adata.obs_names_make_unique() first (after concatenating sections, "
+            "ad.concat(..., index_unique='-') does it)."
         )
 
 
@@ -112,16 +252,34 @@ def describe_var_names(var: pd.DataFrame) -> str:
 
 
 def check_coordinates(adata: AnnData, spatial_key: str) -> np.ndarray:
-    """(n_obs, 2) finite float coordinates from ``obsm[spatial_key]``."""
+    """(n_obs, 2) finite float coordinates from ``obsm[spatial_key]``.
+
+    OmniCell's positions are two-dimensional: a third column (z) is refused rather than dropped,
+    since cells at the same (x, y) on different planes would be read as neighbours.
+    """
     if spatial_key not in adata.obsm:
         raise KeyError(
             f"Spatial mode needs coordinates in adata.obsm[{spatial_key!r}] (squidpy's convention), "
             f"found obsm keys: {list(adata.obsm) or 'none'}. Store them as an (n_obs, 2) array or pass spatial_key=."
         )
-    coordinates = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
-    if coordinates.ndim != 2 or coordinates.shape[1] < 2:
-        raise ValueError(f"adata.obsm[{spatial_key!r}] must have shape (n_obs, 2), got {coordinates.shape}.")
-    coordinates = coordinates[:, :2]
+    try:
+        coordinates = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"adata.obsm[{spatial_key!r}] must hold numeric (x, y) coordinates, "
+            f"got dtype {np.asarray(adata.obsm[spatial_key]).dtype}."
+        ) from None
+    if coordinates.ndim != 2 or coordinates.shape[1] != 2:
+        shape = coordinates.shape
+        hint = (
+            f" It has {shape[1]} columns: OmniCell reads 2-D positions. For one plane of 3-D data store "
+            f"its (x, y) columns under another key, e.g. "
+            f"adata.obsm['spatial_xy'] = adata.obsm[{spatial_key!r}][:, :2], "
+            "and pass spatial_key='spatial_xy' (with library_key= naming the plane of each cell)."
+            if coordinates.ndim == 2 and shape[1] > 2
+            else ""
+        )
+        raise ValueError(f"adata.obsm[{spatial_key!r}] must have shape (n_obs, 2), got {shape}.{hint}")
     if not np.isfinite(coordinates).all():
         raise ValueError(f"adata.obsm[{spatial_key!r}] contains NaN or infinite coordinates; fix or drop those cells.")
     return coordinates
@@ -137,10 +295,23 @@ def check_libraries(adata: AnnData, library_key: str | None) -> np.ndarray | Non
 
 
 def check_matrix_values(matrix, columns: np.ndarray, *, where: str, chunk_rows: int = 2048) -> None:
-    """Refuse negative or non-finite values in the given columns, reading the matrix in row chunks."""
+    """Refuse negative or non-finite values in the given columns, or columns that are all zero.
+
+    Reads the matrix in row chunks.
+    """
+    nonzero = False
     if sp.issparse(matrix):
-        check_values(matrix[:, columns].data, where=where)
-        return
-    for start in range(0, matrix.shape[0], chunk_rows):
-        rows = np.arange(start, min(start + chunk_rows, matrix.shape[0]))
-        check_values(read_csr(matrix, rows, columns), where=where)
+        values = matrix[:, columns].data
+        check_values(values, where=where)
+        nonzero = bool((values != 0).any())
+    else:
+        for start in range(0, matrix.shape[0], chunk_rows):
+            rows = np.arange(start, min(start + chunk_rows, matrix.shape[0]))
+            block = read_csr(matrix, rows, columns)
+            check_values(block, where=where)
+            nonzero = nonzero or bool((block.data != 0).any())
+    if not nonzero:
+        raise ValueError(
+            f"{where} is all zero in the {len(columns)} genes to read: there is no expression to embed. "
+            "Check that it holds expression values (or pass layer= naming the layer that does)."
+        )

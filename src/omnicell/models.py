@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from ._settings import settings
-from .data import Vocabulary
+from .data import RELEASED_TOKENIZATION, TOKENIZATION_FILE, ModelTokenization, Vocabulary
 from .model import OmniCell, OmniCellConfig, spectral_basis
 from .model._checkpoint import file_sha256, load_state_dict, read_official, read_safetensors, write_safetensors
 
@@ -127,9 +127,22 @@ class OmniCellModel:
         Registry name, or the folder name for local checkpoints.
     sha256
         Hash of the weight file it was loaded from (recorded with every result).
+    tokenization
+        How the model was trained to read cells (:class:`omnicell.data.ModelTokenization`): the
+        defaults of :func:`omnicell.pp.tokenize`. From the folder's ``tokenization.json``, else the
+        released code's rule.
     """
 
-    def __init__(self, network: OmniCell, vocab: Vocabulary, *, name: str, sha256: str, source: str = "") -> None:
+    def __init__(
+        self,
+        network: OmniCell,
+        vocab: Vocabulary,
+        *,
+        name: str,
+        sha256: str,
+        source: str = "",
+        tokenization: ModelTokenization | None = None,
+    ) -> None:
         if vocab.max_token_id >= network.config.num_gene:
             raise ValueError(
                 f"The vocabulary has token ids up to {vocab.max_token_id} but the model embeds only "
@@ -140,6 +153,7 @@ class OmniCellModel:
         self.name = name
         self.sha256 = sha256
         self.source = source
+        self.tokenization = tokenization if tokenization is not None else RELEASED_TOKENIZATION
         self._bases: dict[float, torch.Tensor] = {}
 
     @property
@@ -296,7 +310,12 @@ def load(
         )
     if vocab is not None and (path / OWN_WEIGHTS).exists():
         model = OmniCellModel(
-            model.network, _as_vocab(vocab), name=model.name, sha256=model.sha256, source=model.source
+            model.network,
+            _as_vocab(vocab),
+            name=model.name,
+            sha256=model.sha256,
+            source=model.source,
+            tokenization=model.tokenization,
         )
     model.network.eval()
     return model.to(resolve_device(device), dtype)
@@ -315,9 +334,25 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was asked for but PyTorch sees no CUDA GPU; use device='cpu' or 'auto'.")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device={device!r} is not a device PyTorch knows; use 'cpu', 'cuda', 'cuda:1' or 'auto'."
+        ) from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device={device!r} was asked for but PyTorch sees no CUDA GPU; use device='cpu' or 'auto'."
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"device={device!r}: PyTorch sees {torch.cuda.device_count()} CUDA GPU(s) (cuda:0 ...); "
+                "pick one of them."
+            )
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device={device!r} was asked for but MPS is not available; use device='cpu' or 'auto'.")
+    return resolved
 
 
 @functools.lru_cache(maxsize=2)
@@ -374,15 +409,25 @@ def _read_own(path: Path, backend: str) -> OmniCellModel:
             raise FileNotFoundError(f"{path} has {OWN_WEIGHTS} but no {required}.")
     config = OmniCellConfig.from_json(path / OWN_CONFIG)
     network = OmniCell(config, attention_backend=backend)
-    load_state_dict(network, read_safetensors(path / OWN_WEIGHTS), source=str(path / OWN_WEIGHTS))
-    with safe_open(str(path / OWN_WEIGHTS), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    weights = path / OWN_WEIGHTS
+    try:
+        state = read_safetensors(weights)
+        with safe_open(str(weights), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as error:  # safetensors raises its own SafetensorError (header, truncation)
+        raise OSError(
+            f"{weights} could not be read ({type(error).__name__}: {error}); the file is truncated or corrupt. "
+            "Download or convert the model again (oc.models.download / oc.models.convert), or copy the folder anew."
+        ) from None
+    load_state_dict(network, state, source=str(weights))
+    tokenization_file = path / TOKENIZATION_FILE
     return OmniCellModel(
         network,
         Vocabulary.from_json(path / OWN_VOCAB),
         name=metadata.get("name", path.name),
         sha256=file_sha256(path / OWN_WEIGHTS),
         source=str(path),
+        tokenization=ModelTokenization.from_json(tokenization_file) if tokenization_file.exists() else None,
     )
 
 
@@ -404,6 +449,7 @@ def _write_own(model: OmniCellModel, dst: Path, *, overwrite: bool, extra_card: 
         }
         model.config.to_json(staging / OWN_CONFIG)
         model.vocab.to_json(staging / OWN_VOCAB)
+        model.tokenization.to_json(staging / TOKENIZATION_FILE)
         write_safetensors(model.network, staging / OWN_WEIGHTS, metadata=metadata)
         card = [
             f"# {model.name}",

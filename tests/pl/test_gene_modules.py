@@ -28,7 +28,7 @@ def scored():
     adata.obsm["X_umap"] = rng.normal(size=(n_cells, 2))
     centres = rng.normal(size=(3, 8)) * 4
     adata.varm["omnicell"] = (centres[programme] + rng.normal(scale=0.3, size=(n_genes, 8))).astype(np.float32)
-    oc.tl.gene_modules(adata, resolution=0.5, seed=0, ctrl_size=20)
+    oc.tl.gene_modules(adata, resolution=0.5, random_state=0, ctrl_size=20)
     return adata
 
 

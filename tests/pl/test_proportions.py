@@ -26,11 +26,21 @@ def test_spatial_panels(deconvolved, tmp_path):
     path = tmp_path / "proportions.png"
     axes = oc.pl.proportions(deconvolved, types=["eL4", "Oligo"], show=False, save=str(path))
     assert path.stat().st_size > 0
-    assert [ax.get_title() for ax in axes] == ["eL4", "Oligo"]
+    proportions = deconvolved.obsm["omnicell_proportions"]
+    assert [ax.get_title() for ax in axes] == [f"{t} (max {proportions[t].max():.2g})" for t in ("eL4", "Oligo")]
     collection = axes[1].collections[0]
     np.testing.assert_allclose(np.asarray(collection.get_offsets()), deconvolved.obsm["spatial"][:, :2])
-    np.testing.assert_allclose(collection.get_array(), deconvolved.obsm["omnicell_proportions"]["Oligo"], rtol=1e-6)
-    assert collection.norm.vmin == 0.0 and collection.norm.vmax == 1.0
+    np.testing.assert_allclose(collection.get_array(), proportions["Oligo"], rtol=1e-6)
+    # each panel on its own scale, so small proportions use the whole colour map
+    for ax, name in zip(axes, ("eL4", "Oligo"), strict=True):
+        norm = ax.collections[0].norm
+        assert norm.vmin == 0.0 and norm.vmax == pytest.approx(proportions[name].max())
+    plt.close("all")
+    shared = oc.pl.proportions(deconvolved, types=["eL4", "Oligo"], vmax=1.0, show=False)
+    assert [ax.get_title() for ax in shared] == ["eL4", "Oligo"]
+    assert all(ax.collections[0].norm.vmax == 1.0 for ax in shared)
+    figure = oc.pl.proportions(deconvolved, types=["eL4"], return_fig=True)
+    assert isinstance(figure, plt.Figure) and figure.axes[0].get_title().startswith("eL4")
     plt.close("all")
 
 

@@ -35,7 +35,7 @@ def test_annotate_pbmc(pbmc_split):
     truth = query.obs["bulk_labels"].astype(str).to_numpy()
     query.obs = query.obs.drop(columns="bulk_labels")
     state = torch.random.get_rng_state()
-    oc.tl.annotate(query, reference, "bulk_labels", use_rep="X_pca", seed=3)
+    oc.tl.annotate(query, reference, "bulk_labels", use_rep="X_pca", random_state=3)
     assert torch.equal(state, torch.random.get_rng_state())  # the global torch generator is untouched
     predicted = query.obs["omnicell_label"]
     classes = list(reference.obs["bulk_labels"].cat.categories)
@@ -51,9 +51,9 @@ def test_annotate_pbmc(pbmc_split):
     record = query.uns["omnicell"]["annotate"]
     assert record["epochs"] == 20 and record["lr"] == 1e-4 and record["n_reference_cells"] == reference.n_obs
     assert list(record["classes"]) == classes
-    again = oc.tl.annotate(query, reference, "bulk_labels", use_rep="X_pca", seed=3, copy=True)
+    again = oc.tl.annotate(query, reference, "bulk_labels", use_rep="X_pca", random_state=3, copy=True)
     np.testing.assert_array_equal(again.obsm["omnicell_label_probabilities"].to_numpy(), probabilities.to_numpy())
-    other = oc.tl.annotate(query, reference, "bulk_labels", use_rep="X_pca", seed=4, copy=True)
+    other = oc.tl.annotate(query, reference, "bulk_labels", use_rep="X_pca", random_state=4, copy=True)
     assert not np.allclose(other.obsm["omnicell_label_probabilities"].to_numpy(), probabilities.to_numpy())
 
 

@@ -74,8 +74,8 @@ def test_recovers_pseudo_spot_proportions(spots_and_truth):
 
 def test_seeded(spots_and_truth):
     spots, reference, _ = spots_and_truth
-    first = oc.tl.deconvolve(spots, reference, "cell_type", use_rep="X_pca", epochs=50, seed=1, copy=True)
-    second = oc.tl.deconvolve(spots, reference, "cell_type", use_rep="X_pca", epochs=50, seed=1, copy=True)
+    first = oc.tl.deconvolve(spots, reference, "cell_type", use_rep="X_pca", epochs=50, random_state=1, copy=True)
+    second = oc.tl.deconvolve(spots, reference, "cell_type", use_rep="X_pca", epochs=50, random_state=1, copy=True)
     np.testing.assert_array_equal(first.obsm["omnicell_proportions"], second.obsm["omnicell_proportions"])
     assert "omnicell_proportions" not in spots.obsm
 

@@ -29,7 +29,7 @@ def _leiden_nmi(embedding, labels, resolution):
 
 def test_model_curve(tokenised, pbmc_model):
     oc.tl.dropout_robustness(
-        tokenised, pbmc_model, label_key="bulk_labels", rates=[0.0, 0.5, 0.95], resolution=0.5, seed=0
+        tokenised, pbmc_model, label_key="bulk_labels", rates=[0.0, 0.5, 0.95], resolution=0.5, random_state=0
     )
     table = tokenised.uns["omnicell"]["dropout_robustness"]["table"]
     assert list(table["rate"]) == [0.0, 0.5, 0.95]

@@ -61,16 +61,16 @@ def test_cell_level_store_and_markers_read_back(tiny_adata, tiny_model, expected
 
 def test_dataset_level_is_seeded_and_storage_independent(tiny_adata, tiny_model, expected):
     adata = _tokenised(tiny_adata, tiny_model, expected)
-    oc.tl.embed_genes(adata, tiny_model, n_neighbors=5, seed=3, batch_size=24)
+    oc.tl.embed_genes(adata, tiny_model, n_neighbors=5, random_state=3, batch_size=24)
     first = adata.varm["omnicell"].copy()
     rows = adata.var_names.get_indexer(expected["selected_genes"])
     assert first.shape == (adata.n_vars, int(expected["n_components"]))
     assert np.isfinite(first[rows]).all()
     assert np.isnan(np.delete(first, rows, axis=0)).all()
     # Another batch size and cell-level states spilled to a temporary zarr store: same result.
-    oc.tl.embed_genes(adata, tiny_model, n_neighbors=5, seed=3, batch_size=5, max_memory=1e-9)
+    oc.tl.embed_genes(adata, tiny_model, n_neighbors=5, random_state=3, batch_size=5, max_memory=1e-9)
     np.testing.assert_allclose(adata.varm["omnicell"], first, rtol=1e-5, atol=1e-6)
-    oc.tl.embed_genes(adata, tiny_model, n_neighbors=5, seed=4)
+    oc.tl.embed_genes(adata, tiny_model, n_neighbors=5, random_state=4)
     assert not np.allclose(adata.varm["omnicell"][rows], first[rows])
     record = adata.uns["omnicell"]["embed_genes"]
     assert record["level"] == "dataset" and record["n_neighbors"] == 5 and record["seed"] == 4

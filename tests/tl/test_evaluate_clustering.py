@@ -18,7 +18,7 @@ def starmap():
 
 
 def test_sweep_matches_scanpy_and_keeps_the_best(starmap, tmp_path):
-    oc.tl.evaluate_clustering(starmap, "cell_type", use_rep="X_pca", resolutions=[0.2, 0.6, 1.0], seed=0)
+    oc.tl.evaluate_clustering(starmap, "cell_type", use_rep="X_pca", resolutions=[0.2, 0.6, 1.0], random_state=0)
     record = starmap.uns["omnicell"]["evaluate_clustering"]
     table = record["table"]
     assert list(table["resolution"]) == [0.2, 0.6, 1.0]

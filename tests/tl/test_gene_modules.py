@@ -30,7 +30,7 @@ def planted():
 @pytest.mark.parametrize(("method", "similarity"), [("leiden", "cosine"), ("louvain", "gaussian")])
 def test_planted_modules_are_found(planted, method, similarity):
     adata, truth = planted
-    oc.tl.gene_modules(adata, method=method, similarity=similarity, resolution=0.5, seed=1)
+    oc.tl.gene_modules(adata, method=method, similarity=similarity, resolution=0.5, random_state=1)
     modules = adata.var["omnicell_module"]
     assert modules.iloc[90:].isna().all()  # genes without embedding
     assert adjusted_rand_score(truth, modules.iloc[:90].astype(str)) == 1.0
@@ -45,13 +45,13 @@ def test_planted_modules_are_found(planted, method, similarity):
 
 def test_seeded_and_min_size(planted):
     adata, _ = planted
-    oc.tl.gene_modules(adata, resolution=3.0, seed=0, min_size=1, score=False)
+    oc.tl.gene_modules(adata, resolution=3.0, random_state=0, min_size=1, score=False)
     first = adata.var["omnicell_module"].copy()
-    oc.tl.gene_modules(adata, resolution=3.0, seed=0, min_size=1, score=False)
+    oc.tl.gene_modules(adata, resolution=3.0, random_state=0, min_size=1, score=False)
     assert first.equals(adata.var["omnicell_module"])
     assert not any(c.startswith("omnicell_module_") for c in adata.obs.columns)
     sizes = first.value_counts()
-    oc.tl.gene_modules(adata, resolution=3.0, seed=0, min_size=int(sizes.max()), score=False)
+    oc.tl.gene_modules(adata, resolution=3.0, random_state=0, min_size=int(sizes.max()), score=False)
     kept = adata.var["omnicell_module"]
     assert kept.notna().sum() == (sizes == sizes.max()).sum() * sizes.max()
 

@@ -15,7 +15,7 @@ def test_fine_tune_lowers_the_heldout_loss(tiny_adata, tiny_model, tmp_path):
     before = {k: v.clone() for k, v in tiny_model.network.state_dict().items()}
     log = tmp_path / "fine_tune.csv"
     tuned = oc.tl.fine_tune(
-        tiny_adata, tiny_model, epochs=4, batch_size=4, lr=3e-3, validation_fraction=0.25, seed=1, log=log
+        tiny_adata, tiny_model, epochs=4, batch_size=4, lr=3e-3, validation_fraction=0.25, random_state=1, log=log
     )
     record = tiny_adata.uns["omnicell"]["fine_tune"]
     heldout = record["heldout_loss"]
@@ -40,10 +40,12 @@ def test_fine_tune_lowers_the_heldout_loss(tiny_adata, tiny_model, tmp_path):
 
 def test_fine_tune_is_deterministic_and_spatial(tiny_adata, tiny_model):
     oc.pp.tokenize(tiny_adata, tiny_model, spatial=True, n_neighbors=3)
-    first = oc.tl.fine_tune(tiny_adata, tiny_model, epochs=1, batch_size=4, micro_batch_size=2, seed=5)
+    first = oc.tl.fine_tune(tiny_adata, tiny_model, epochs=1, batch_size=4, micro_batch_size=2, random_state=5)
     assert tiny_adata.uns["omnicell"]["fine_tune"]["kind"] == "spatial"
     assert tiny_adata.uns["omnicell"]["fine_tune"]["masking"]["neighbor_nonzero"] == 0.05
-    second = oc.tl.fine_tune(tiny_adata, tiny_model, spatial=True, epochs=1, batch_size=4, micro_batch_size=2, seed=5)
+    second = oc.tl.fine_tune(
+        tiny_adata, tiny_model, spatial=True, epochs=1, batch_size=4, micro_batch_size=2, random_state=5
+    )
     for key, value in first.network.state_dict().items():
         assert torch.equal(value, second.network.state_dict()[key])
 

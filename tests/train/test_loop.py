@@ -62,6 +62,16 @@ def test_run_outputs_and_loadable_checkpoints(recipe_factory, tmp_path, tiny_dir
         assert torch.equal(value, checkpoint.network.state_dict()[key])
         assert torch.equal(value, model.network.state_dict()[key].cpu())
     assert "single_cell" in (output / "model" / "MODEL_CARD.md").read_text()
+    # the checkpoints carry how the model reads cells: the last single-cell and the last spatial stage
+    stages = recipe_factory(output)["stages"]
+    single = [s for s in stages if s["kind"] == "single_cell"][-1]
+    spatial = [s for s in stages if s["kind"] == "spatial"][-1]
+    for folder in (output / "model", find_latest(output / "checkpoints")):
+        saved = json.loads((folder / "tokenization.json").read_text())
+        assert saved["single_cell"]["n_genes"] == single.get("n_genes", 2000)
+        assert saved["spatial"]["n_neighbors"] == spatial["n_neighbors"]
+        assert saved["spatial"]["neighbor_distance"] > 0
+    assert final.tokenization.spatial.n_neighbors == spatial["n_neighbors"]
     assert json.loads((output / "recipe.json").read_text())["name"] == "tiny-test"
     # a finished output folder is not silently overwritten
     with pytest.raises(FileExistsError, match="resume"):
@@ -111,6 +121,24 @@ files = ["a.h5ad"]
         ({"optimiser": {}}, "unknown key"),
         ({"batch": {"cells_per_step": 6, "micro_batch_size": 4}}, "multiple"),
         ({"stages": []}, "non-empty"),
+        ({"optimizer": {"lr": "fast"}}, r"optimizer\.lr must be a number > 0, got 'fast'"),
+        ({"optimizer": {"lr": -1e-3}}, r"optimizer\.lr must be a number > 0"),
+        ({"optimizer": {"lr": 1e-5, "min_lr": 1e-3}}, r"optimizer\.min_lr .* larger than optimizer\.lr"),
+        ({"optimizer": {"warmup_steps": 2.5}}, r"optimizer\.warmup_steps must be an integer"),
+        ({"optimizer": {"betas": [0.9]}}, r"optimizer\.betas"),
+        ({"batch": {"cells_per_step": "many"}}, r"batch\.cells_per_step must be an integer"),
+        ({"checkpoint": {"keep": 0}}, r"checkpoint\.keep must be an integer >= 1"),
+        ({"seed": -1}, r"seed must be an integer >= 0"),
+        (
+            {"stages": [{"kind": "spatial", "steps": "ten", "files": ["a.h5ad"]}]},
+            r"stages\[0\]\.steps must be an integer",
+        ),
+        ({"stages": [{"kind": "spatial", "steps": 1, "n_genes": 0, "files": ["a.h5ad"]}]}, r"stages\[0\]\.n_genes"),
+        ({"stages": [{"kind": "spatial", "steps": 1, "files": [{"path": "a.h5ad", "coord_scale": "x"}]}]},
+         r"stages\[0\]\.files\[0\]\.coord_scale"),
+        ({"stages": [{"kind": "spatial", "steps": 1, "files": ["a.h5ad"], "masking": {"nonzero": 1.5}}]},
+         r"stages\[0\]\.masking\.nonzero"),
+        ({"stages": ["a.h5ad"]}, r"stages\[0\] must be a mapping"),
     ],
 )
 def test_bad_recipes(recipe_factory, tmp_path, change, message):
@@ -118,6 +146,15 @@ def test_bad_recipes(recipe_factory, tmp_path, change, message):
     values.update(change)
     with pytest.raises(ValueError, match=message):
         Recipe.from_dict(values)
+
+
+def test_numbers_written_as_yaml_strings(recipe_factory, tmp_path):
+    """PyYAML reads ``1e-5`` (no dot) as a string: such numbers are accepted."""
+    text = yaml.safe_dump(recipe_factory(tmp_path / "out")) + "optimizer:\n  lr: 1e-3\n  min_lr: 1e-5\n"
+    values = yaml.safe_load(text)
+    assert values["optimizer"]["min_lr"] == "1e-5"  # what YAML gives
+    recipe = Recipe.from_dict(values)
+    assert recipe.optimizer.min_lr == pytest.approx(1e-5) and recipe.optimizer.lr == pytest.approx(1e-3)
 
 
 def test_cli_pretrain(recipe_factory, tmp_path, capsys):

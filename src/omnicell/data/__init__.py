@@ -10,11 +10,24 @@ from ._neighbors import graph_neighbors, spatial_knn
 from ._selection import expressed_first
 from ._softrank import soft_rank
 from ._soma import is_soma_uri, read_soma
+from ._tokenization_defaults import (
+    RELEASED_TOKENIZATION,
+    TOKENIZATION_FILE,
+    ModelTokenization,
+    SingleCellTokenization,
+    SpatialTokenization,
+    median_neighbor_distance,
+)
 from ._vocab import SPECIAL_TOKENS, Vocabulary
 
 __all__ = [
+    "RELEASED_TOKENIZATION",
     "SPECIAL_TOKENS",
+    "TOKENIZATION_FILE",
     "GeneMapping",
+    "ModelTokenization",
+    "SingleCellTokenization",
+    "SpatialTokenization",
     "TokenBatch",
     "Vocabulary",
     "batch_for_cells",
@@ -26,6 +39,7 @@ __all__ = [
     "highly_variable_scores",
     "is_soma_uri",
     "map_gene_names",
+    "median_neighbor_distance",
     "read_csr",
     "read_soma",
     "seurat_v3_scores",

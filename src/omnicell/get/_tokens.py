@@ -35,6 +35,13 @@ def token_batch(
     """
     if TokenizeRecord.read(adata) is None:
         raise KeyError("adata has not been tokenised; run oc.pp.tokenize(adata) first.")
+    try:
+        focal = np.atleast_1d(np.arange(adata.n_obs)[cells if cells is not None else slice(None)])
+    except IndexError:
+        raise IndexError(
+            f"cells={cells!r} asks for positions outside the {adata.n_obs} cells of adata (0 to {adata.n_obs - 1})."
+        ) from None
+    if focal.size == 0:
+        raise ValueError(f"cells={cells!r} selects no cell; pass integer positions in 0 to {adata.n_obs - 1}.")
     plan = plan_inference(adata, model, batch_size=None, device="cpu", precision="float32")
-    focal = np.atleast_1d(np.arange(adata.n_obs)[cells if cells is not None else slice(None)])
     return plan.token_batch(focal)

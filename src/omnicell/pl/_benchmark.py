@@ -8,7 +8,7 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 
 from .._provenance import get_record
-from ._utils import savefig_or_show
+from ._utils import finish_figure
 
 __all__ = ["benchmark"]
 
@@ -39,6 +39,7 @@ def benchmark(
     figsize: tuple[float, float] | None = None,
     title: str | None = None,
     ax: Axes | None = None,
+    return_fig: bool = False,
     show: bool | None = None,
     save: bool | str | None = None,
 ) -> Axes | None:
@@ -67,6 +68,8 @@ def benchmark(
         Axes title.
     ax
         Axes to draw into.
+    return_fig
+        Return the matplotlib Figure instead of the axes (and do not show it), as scanpy's plots do.
     show
         Show the figure; None follows ``sc.settings.autoshow``.
     save
@@ -135,8 +138,7 @@ def benchmark(
         ax.axhline(i + 0.5, color="grey", linewidth=0.5, linestyle=(0, (1, 5)))
     if title is not None:
         ax.set_title(title, pad=40)
-    shown = savefig_or_show(ax.figure, "benchmark", show=show, save=save)
-    return None if shown else ax
+    return finish_figure(ax.figure, "benchmark", ax, show=show, save=save, return_fig=return_fig)
 
 
 def _format(value: float) -> str:

@@ -9,7 +9,7 @@ from matplotlib.axes import Axes
 
 from .. import _keys
 from .._groups import expert_zscores, group_codes
-from ._utils import savefig_or_show
+from ._utils import finish_figure
 
 __all__ = ["expert_heatmap"]
 
@@ -26,6 +26,7 @@ def expert_heatmap(
     figsize: tuple[float, float] | None = None,
     title: str | None = None,
     ax: Axes | None = None,
+    return_fig: bool = False,
     show: bool | None = None,
     save: bool | str | None = None,
 ) -> dict[str, Axes] | None:
@@ -58,6 +59,8 @@ def expert_heatmap(
         Axes title.
     ax
         Axes to draw into (the lineage strip and colour bar are split off it).
+    return_fig
+        Return the matplotlib Figure instead of the axes (and do not show it), as scanpy's plots do.
     show
         Show the figure; None follows ``sc.settings.autoshow``.
     save
@@ -143,8 +146,7 @@ def expert_heatmap(
             loc="upper left", bbox_to_anchor=(5.0, 1.0), frameon=False, fontsize="small",
         )  # fmt: skip
         axes["lineage"] = strip
-    shown = savefig_or_show(figure, "expert_heatmap", show=show, save=save)
-    return None if shown else axes
+    return finish_figure(figure, "expert_heatmap", axes, show=show, save=save, return_fig=return_fig)
 
 
 def _majority(column: pd.Series, codes: np.ndarray, labels: pd.Index) -> list:

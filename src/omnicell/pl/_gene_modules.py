@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from .. import _keys
 from .._groups import group_codes
 from .._provenance import get_record
-from ._utils import savefig_or_show
+from ._utils import finish_figure
 
 __all__ = ["gene_modules"]
 
@@ -29,6 +29,7 @@ def gene_modules(
     heatmap_cmap: str | None = None,
     ncols: int = 4,
     panel_size: float = 3.0,
+    return_fig: bool = False,
     show: bool | None = None,
     save: bool | str | None = None,
 ) -> dict[str, Axes | list[Axes]] | None:
@@ -62,6 +63,8 @@ def gene_modules(
         Embedding panels per row.
     panel_size
         Size in inches of one embedding panel.
+    return_fig
+        Return the matplotlib Figure instead of the axes (and do not show it), as scanpy's plots do.
     show
         Show the figure; None follows ``sc.settings.autoshow``.
     save
@@ -78,7 +81,7 @@ def gene_modules(
     from matplotlib.colors import Normalize
     from mpl_toolkits.axes_grid1 import make_axes_locatable
 
-    record = get_record(adata, "gene_modules")
+    record = get_record(adata, "gene_modules", key=key)
     if key not in adata.var or record is None:
         raise KeyError(f"No gene modules in adata.var[{key!r}]; run oc.tl.gene_modules(adata) first.")
     available = [str(m) for m in record["modules"]]
@@ -146,5 +149,4 @@ def gene_modules(
         bar_ax = make_axes_locatable(heat).append_axes("right", size=0.18, pad=0.1)
         figure.colorbar(image, cax=bar_ax).set_label("score z-score" if zscore else "mean score")
         axes["heatmap"] = heat
-    shown = savefig_or_show(figure, "gene_modules", show=show, save=save)
-    return None if shown else axes
+    return finish_figure(figure, "gene_modules", axes, show=show, save=save, return_fig=return_fig)

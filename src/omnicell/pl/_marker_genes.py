@@ -20,6 +20,8 @@ def marker_genes(
     n_genes: int = 5,
     groups: Sequence[str] | None = None,
     use_raw: bool | None = None,
+    ax=None,
+    return_fig: bool = False,
     show: bool | None = None,
     save: bool | str | None = None,
     **kwds,
@@ -45,6 +47,10 @@ def marker_genes(
         Groups whose markers are shown (default all).
     use_raw
         Plot ``adata.raw``; None follows the markers' ``params['use_raw']``.
+    ax
+        Axes to draw into (scanpy's ``ax``).
+    return_fig
+        Return scanpy's ``DotPlot`` object instead of drawing it.
     show
         Show the figure; None follows ``sc.settings.autoshow``.
     save
@@ -70,13 +76,12 @@ def marker_genes(
     if layer is not None and "layer" not in kwds and layer in adata.layers:
         kwds["layer"] = layer
     kwds.setdefault("dendrogram", False)
-    return_fig = bool(kwds.pop("return_fig", False))
     plot = sc.pl.rank_genes_groups_dotplot(
         adata, groups=groups, n_genes=n_genes, groupby=groupby, key=key, use_raw=use_raw, show=False, return_fig=True,
-        **kwds,
+        ax=ax, **kwds,
     )  # fmt: skip
     if return_fig:
-        return plot
+        return plot  # scanpy's DotPlot, as sc.pl.rank_genes_groups_dotplot(return_fig=True)
     plot.make_figure()
     shown = savefig_or_show(plot.fig, "dotplot_", show=show, save=save)
     return None if shown else plot.get_axes()

@@ -11,7 +11,7 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 
 from .. import _keys
-from ._utils import savefig_or_show
+from ._utils import finish_figure
 
 __all__ = ["proportions"]
 
@@ -24,10 +24,12 @@ def proportions(
     groupby: str | None = None,
     spatial_key: str = _keys.SPATIAL,
     cmap: str = "viridis",
+    vmax: float | str | None = "auto",
     ncols: int = 4,
     size: float | None = None,
     figsize: tuple[float, float] | None = None,
     ax: Axes | None = None,
+    return_fig: bool = False,
     show: bool | None = None,
     save: bool | str | None = None,
     **kwds,
@@ -35,7 +37,8 @@ def proportions(
     """Show the cell-type proportions of :func:`omnicell.tl.deconvolve`.
 
     Without ``groupby``: one spatial panel per type, spots coloured by the type's proportion
-    (drawn by :func:`squidpy.pl.spatial_scatter`, on a colour scale from 0 to 1). With
+    (drawn by :func:`squidpy.pl.spatial_scatter`; each panel on its own colour scale from 0 to the
+    type's largest proportion, so that rare types are readable, the maximum shown in the title). With
     ``groupby``: a stacked bar per group (e.g. region, domain) of the mean proportions of its spots.
 
     Parameters
@@ -52,6 +55,9 @@ def proportions(
         ``obsm`` key of the coordinates (spatial panels).
     cmap
         Colour map of the spatial panels.
+    vmax
+        Top of the colour scale: ``"auto"`` per panel, the type's largest proportion (its title
+        says ``max 0.07``); a number for one scale shared by every panel (e.g. 1.0).
     ncols
         Panels per row.
     size
@@ -60,6 +66,8 @@ def proportions(
         Figure size.
     ax
         Axes for the stacked bars (``groupby``); the spatial panels make their own figure.
+    return_fig
+        Return the matplotlib Figure instead of the axes (and do not show it), as scanpy's plots do.
     show
         Show the figure; None follows ``sc.settings.autoshow``.
     save
@@ -79,10 +87,14 @@ def proportions(
             raise KeyError(f"Types {missing} are not columns of obsm[{key!r}]; available: {list(table.columns)}.")
         table = table[list(types)]
     if groupby is not None:
-        return _stacked_bars(adata, table, groupby, figsize=figsize, ax=ax, show=show, save=save)
+        return _stacked_bars(
+            adata, table, groupby, figsize=figsize, ax=ax, show=show, save=save, return_fig=return_fig
+        )
+    if not (vmax == "auto" or vmax is None or (isinstance(vmax, int | float) and vmax > 0)):
+        raise ValueError(f"vmax must be 'auto' or a positive number, got {vmax!r}.")
     return _spatial_panels(
-        adata, table, spatial_key=spatial_key, cmap=cmap, ncols=ncols, size=size, figsize=figsize, show=show, save=save,
-        **kwds,
+        adata, table, spatial_key=spatial_key, cmap=cmap, vmax=vmax, ncols=ncols, size=size, figsize=figsize,
+        show=show, save=save, return_fig=return_fig, **kwds,
     )  # fmt: skip
 
 
@@ -100,7 +112,8 @@ def _proportion_table(adata: AnnData, key: str) -> pd.DataFrame:
 
 
 def _spatial_panels(
-    adata: AnnData, table: pd.DataFrame, *, spatial_key, cmap, ncols, size, figsize, show, save, **kwds
+    adata: AnnData, table: pd.DataFrame, *, spatial_key, cmap, vmax, ncols, size, figsize, show, save, return_fig,
+    **kwds,
 ):
     import matplotlib.pyplot as plt
     from matplotlib.colors import Normalize
@@ -114,19 +127,32 @@ def _spatial_panels(
         raise KeyError(f"No coordinates in adata.obsm[{spatial_key!r}]; pass spatial_key= or groupby= for bars.")
     holder = AnnData(obs=table.set_axis(adata.obs_names, axis=0))
     holder.obsm[spatial_key] = np.asarray(adata.obsm[spatial_key])[:, :2]
-    kwds.setdefault("norm", Normalize(0.0, 1.0))
     kwds.setdefault("library_id", ["proportions"])  # one section, no image: spares squidpy's library notice
-    axes = sq.pl.spatial_scatter(
-        holder, shape=None, color=list(table.columns), spatial_key=spatial_key, cmap=cmap, ncols=ncols, size=size,
-        figsize=figsize, return_ax=True, **kwds,
-    )  # fmt: skip
-    axes = list(np.ravel(axes)) if isinstance(axes, (list, tuple, np.ndarray)) else [axes]
-    figure = axes[0].figure if axes else plt.gcf()
-    shown = savefig_or_show(figure, "proportions", show=show, save=save)
-    return None if shown else axes
+    columns = list(table.columns)
+    given_norm = kwds.pop("norm", None)
+    ncols = max(1, min(int(ncols), len(columns)))
+    nrows = int(np.ceil(len(columns) / ncols))
+    figure, grid = plt.subplots(
+        nrows, ncols, figsize=figsize or (4.2 * ncols, 4.0 * nrows), squeeze=False, layout="constrained"
+    )
+    axes = list(grid.ravel())
+    for panel, column in zip(axes, columns, strict=False):
+        # One colour scale per panel: a type at 5% everywhere would be one flat dark colour on 0..1.
+        values = table[column].to_numpy(dtype=np.float64)
+        top = float(np.nanmax(values)) if vmax in ("auto", None) and np.isfinite(values).any() else vmax
+        top = float(top) if top not in (None, "auto") and float(top) > 0 else 1.0
+        sq.pl.spatial_scatter(
+            holder, shape=None, color=column, spatial_key=spatial_key, cmap=cmap, size=size, ax=panel,
+            norm=given_norm or Normalize(0.0, top), title=column, **kwds,
+        )  # fmt: skip
+        panel.set_title(f"{column} (max {top:.2g})" if vmax in ("auto", None) else column)
+    for panel in axes[len(columns) :]:
+        panel.set_visible(False)
+    axes = axes[: len(columns)]
+    return finish_figure(figure, "proportions", axes, show=show, save=save, return_fig=return_fig)
 
 
-def _stacked_bars(adata: AnnData, table: pd.DataFrame, groupby: str, *, figsize, ax, show, save):
+def _stacked_bars(adata: AnnData, table: pd.DataFrame, groupby: str, *, figsize, ax, show, save, return_fig):
     import matplotlib as mpl
     import matplotlib.pyplot as plt
 
@@ -150,5 +176,4 @@ def _stacked_bars(adata: AnnData, table: pd.DataFrame, groupby: str, *, figsize,
     ax.set_xlabel(groupby)
     ax.set_ylim(0, max(1.0, float(bottom.max()) if len(bottom) else 1.0))
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize="small")
-    shown = savefig_or_show(ax.figure, "proportions", show=show, save=save)
-    return None if shown else ax
+    return finish_figure(ax.figure, "proportions", ax, show=show, save=save, return_fig=return_fig)

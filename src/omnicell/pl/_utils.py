@@ -7,12 +7,26 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-__all__ = ["savefig_or_show"]
+__all__ = ["finish_figure", "savefig_or_show"]
 
 _EXTENSIONS = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".tif", ".tiff", ".eps")
 
 
-def savefig_or_show(figure: Figure, name: str, *, show: bool | None, save: bool | str | None) -> bool:
+def finish_figure(figure: Figure, name: str, axes, *, show: bool | None, save: bool | str | None, return_fig: bool):
+    """What scanpy's plots return: the Figure with ``return_fig=True`` (saved if asked, not shown).
+
+    Otherwise save and/or show, and return ``axes`` unless the figure was shown.
+    """
+    if return_fig:
+        savefig_or_show(figure, name, show=False, save=save, close=False)
+        return figure
+    shown = savefig_or_show(figure, name, show=show, save=save)
+    return None if shown else axes
+
+
+def savefig_or_show(
+    figure: Figure, name: str, *, show: bool | None, save: bool | str | None, close: bool = True
+) -> bool:
     """Save and/or show ``figure`` following scanpy's rules (then close it); return whether it was shown.
 
     ``save=True`` writes ``sc.settings.figdir / f"{name}.{sc.settings.file_format_figs}"``; a string
@@ -42,6 +56,6 @@ def savefig_or_show(figure: Figure, name: str, *, show: bool | None, save: bool 
         figure.savefig(path, bbox_inches="tight")  # dpi: rcParams["savefig.dpi"], as scanpy
     if show:
         plt.show()
-    if save or show:
+    if close and (save or show):
         plt.close(figure)
     return bool(show)

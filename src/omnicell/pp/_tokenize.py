@@ -15,15 +15,19 @@ from .. import _keys
 from .._anndata_io import copy_target, finish, resolve_modality
 from .._docs import doc_params
 from .._progress import progress as track_progress
-from .._provenance import write_record
+from .._provenance import obs_names_fingerprint, write_record
 from .._tokenization import TokenizeRecord
 from .._validate import (
     check_coordinates,
+    check_count,
     check_libraries,
     check_matrix_values,
+    check_number,
+    check_unique_obs_names,
     check_unique_var_names,
     describe_var_names,
     expression_source,
+    read_graph,
 )
 from ..data import graph_neighbors, highly_variable_scores, spatial_knn, top_variable
 from ..models import OmniCellModel, resolve_model
@@ -43,18 +47,18 @@ def tokenize(
     model: OmniCellModel | str | os.PathLike | None = None,
     *,
     genes: list[str] | np.ndarray | pd.Index | None = None,
-    n_genes: int = 2000,
-    strategy: Literal["hvg", "expressed"] = "hvg",
+    n_genes: int | None = None,
+    strategy: Literal["hvg", "expressed"] | None = None,
     layer: str | None = None,
     use_raw: bool = False,
     gene_key: str | None = None,
     species: Literal["auto", "human", "mouse"] = "auto",
     spatial: bool = False,
-    n_neighbors: int = 9,
+    n_neighbors: int | None = None,
     spatial_key: str = _keys.SPATIAL,
     neighbors_key: str | None = None,
     library_key: str | None = None,
-    coord_scale: float = 1.0,
+    coord_scale: float | None = None,
     mod: str = "rna",
     copy: bool = False,
 ) -> AnnData | MuData | None:
@@ -80,11 +84,14 @@ def tokenize(
         vocabulary are dropped with a warning. None: chosen by highly variable genes.
     n_genes
         Genes per cell. With ``genes=None`` the ``n_genes`` most highly variable vocabulary genes
-        (scanpy's ``seurat_v3`` score, computed in chunks) are used.
+        (scanpy's ``seurat_v3`` score, computed in chunks; on non-integer values or when too few genes
+        vary, the variance, with a warning) are used. None: the model's value
+        (``model.tokenization``; 2,000 for the released checkpoints).
     strategy
         ``"hvg"`` (released code): every cell is read with the same gene list, zeros included.
         ``"expressed"`` (paper): each cell's expressed genes first, by descending value, then its
         unexpressed genes among the most highly variable ones, up to ``n_genes`` per cell.
+        None: the one the model was trained with (``"hvg"`` for the released checkpoints).
     layer
         Layer with the expression values; None uses ``.X`` (or ``.raw.X``). ``seurat_v3`` expects counts.
     use_raw
@@ -96,7 +103,7 @@ def tokenize(
     spatial
         Also record each cell's ``n_neighbors`` nearest other cells.
     n_neighbors
-        Neighbours per cell in spatial mode (the released model used 9). Cells with fewer
+        Neighbours per cell in spatial mode; None: the model's value (the released model used 9). Cells with fewer
         available neighbours (a small section, a sparse graph) get -1 entries; those window
         blocks are padding and left out of the niche mean.
     spatial_key
@@ -110,7 +117,10 @@ def tokenize(
         ``obs`` column naming the section of each cell; neighbourhoods never cross sections.
     coord_scale
         Factor applied to the coordinates before they reach the rotary encoding (for data in
-        other units than the model's training data). Neighbour search is unaffected.
+        other units than the model's training data). Neighbour search is unaffected. None: the
+        factor that makes the data's median nearest-neighbour distance equal to the model's
+        (``model.tokenization.spatial.neighbor_distance``), or 1 when the model does not record one
+        (the released checkpoints, which saw raw coordinates). The choice is recorded and logged.
     {doc_mod}
     {doc_copy}
 
@@ -126,25 +136,43 @@ def tokenize(
         Whether the gene can appear in a cell's sequence.
     ``adata.uns['omnicell']['tokenize']``
         Strategy, the candidate ``genes`` and their ``token_ids`` (and ``zero_fill`` order for
-        ``"expressed"``), parameters, mapping counts and the model identity.
+        ``"expressed"``), parameters (``from_model`` lists those taken from the model; in spatial
+        mode ``data_neighbor_distance``, ``model_neighbor_distance`` and ``obs_names_sha256``, the
+        fingerprint of the cell order the neighbours refer to), ``hvg_flavor``, mapping counts and
+        the model identity.
     ``adata.uns['omnicell']['map_genes']``
         Mapping counts and source (see :func:`omnicell.pp.map_genes`).
     ``adata.obsm['omnicell_neighbors']``
         (spatial) (n_obs, n_neighbors) indices of the nearest other cells, nearest first, -1 if missing.
     """
     container, adata = resolve_modality(adata, mod, "tokenize")
-    if strategy not in ("hvg", "expressed"):
+    if strategy is not None and strategy not in ("hvg", "expressed"):
         raise ValueError(f"strategy must be 'hvg' (released code) or 'expressed' (paper), got {strategy!r}.")
-    if int(n_genes) < 1:
-        raise ValueError(f"n_genes must be a positive integer, got {n_genes!r}.")
+    check_count(n_genes, "n_genes", allow_none=True)
     if not isinstance(spatial, bool):
-        raise TypeError("spatial must be True or False.")
-    if not np.isfinite(coord_scale) or coord_scale <= 0:
-        raise ValueError(f"coord_scale must be a positive number, got {coord_scale!r}.")
+        raise TypeError(f"spatial must be True or False, got {spatial!r}.")
+    check_number(coord_scale, "coord_scale", positive=True, allow_none=True)
+    if spatial:
+        check_count(n_neighbors, "n_neighbors", allow_none=True)
     matrix, var, where = expression_source(adata, layer=layer, use_raw=use_raw)
     check_unique_var_names(var.index, "adata.raw.var_names" if use_raw else "adata.var_names")
-    neighbors = _spatial_neighbors(adata, spatial_key, n_neighbors, neighbors_key, library_key) if spatial else None
     loaded = resolve_model(model)
+    # Unset options come from how the model was trained to read cells (model.tokenization).
+    defaults = loaded.tokenization
+    section = defaults.spatial if spatial and defaults.spatial is not None else defaults.single_cell
+    from_model = [name for name, value in (("strategy", strategy), ("n_genes", n_genes)) if value is None]
+    strategy = section.strategy if strategy is None else strategy
+    n_genes = section.n_genes if n_genes is None else int(n_genes)
+    neighbors = scaling = None
+    if spatial:
+        if n_neighbors is None:
+            from_model.append("n_neighbors")
+            n_neighbors = defaults.spatial.n_neighbors if defaults.spatial is not None else 9
+        n_neighbors = int(n_neighbors)
+        neighbors = _spatial_neighbors(adata, spatial_key, n_neighbors, neighbors_key, library_key)
+        scaling = _coordinate_scale(adata, spatial_key, library_key, coord_scale, defaults)
+        coord_scale = scaling["coord_scale"]
+    coord_scale = 1.0 if coord_scale is None else float(coord_scale)
     mapping = vocabulary_token_ids(var, loaded.vocab, gene_key=gene_key, species=species)
     token_ids = mapping.token_ids
     in_vocab = np.flatnonzero(token_ids >= 0)
@@ -199,15 +227,27 @@ def tokenize(
             "spatial": spatial,
             "n_neighbors": int(n_neighbors) if spatial else None,
             "spatial_key": spatial_key if spatial else None,
+            "obs_names_sha256": obs_names_fingerprint(adata.obs_names) if spatial else None,
             "neighbors_key": neighbors_key,
             "library_key": library_key,
             "coord_scale": float(coord_scale),
+            **(scaling or {}),
+            "from_model": np.asarray(
+                from_model + (["coord_scale"] if scaling and scaling["scaled_from_model"] else []), dtype=str
+            ),
+            "tokenization_source": defaults.source,
             "n_vocabulary_genes": len(in_vocab),
             "vocab_sha256": loaded.vocab.sha256(),
             **loaded.identity(),
         },
         strict=False,  # a key not declared in TokenizeRecord is kept (tests/test_tokenization_record.py flags it)
     ).write(adata)
+    if from_model or (scaling and scaling["scaled_from_model"]):
+        logger.info(
+            "tokenize: from model %r (%s): strategy=%r, n_genes=%d%s",
+            loaded.name, defaults.source, strategy, n_genes,
+            f", n_neighbors={n_neighbors}, coord_scale={coord_scale:.4g}" if spatial else "",
+        )  # fmt: skip
     logger.info(
         "tokenize: %d of %d genes in the vocabulary, %d candidates (%s); added .var[%r], .uns[%r][%r]%s",
         len(in_vocab), len(var), len(candidates), strategy, _keys.VAR_TOKEN, _keys.UNS, "tokenize",
@@ -225,12 +265,39 @@ def _write_var(adata: AnnData, var: pd.DataFrame, key: str, values: np.ndarray, 
     adata.var[key] = series.reindex(adata.var_names, fill_value=missing).to_numpy()
 
 
+def _coordinate_scale(adata: AnnData, spatial_key: str, library_key: str | None, coord_scale, defaults) -> dict:
+    """The coordinate factor: the given one, or the one matching the model's nearest-neighbour distance."""
+    from ..data import median_neighbor_distance
+
+    model_distance = defaults.spatial.neighbor_distance if defaults.spatial is not None else None
+    data_distance = median_neighbor_distance(
+        check_coordinates(adata, spatial_key), libraries=check_libraries(adata, library_key)
+    )
+    record = {"data_neighbor_distance": data_distance, "model_neighbor_distance": model_distance}
+    if coord_scale is not None:
+        return {**record, "coord_scale": float(coord_scale), "scaled_from_model": False}
+    if model_distance is None:
+        # The model does not say (the released checkpoints): coordinates as they are, as the released code.
+        return {**record, "coord_scale": 1.0, "scaled_from_model": False}
+    if not data_distance:
+        warnings.warn(
+            f"adata.obsm[{spatial_key!r}]: the median distance between nearest cells is 0 (many cells share their "
+            "coordinates), so coordinates cannot be scaled to the model's; they are used as they are. "
+            "Pass coord_scale= to choose a factor.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return {**record, "coord_scale": 1.0, "scaled_from_model": False}
+    return {**record, "coord_scale": model_distance / data_distance, "scaled_from_model": True}
+
+
 def _spatial_neighbors(
     adata: AnnData, spatial_key: str, n_neighbors: int, neighbors_key: str | None, library_key: str | None
 ) -> np.ndarray:
+    # Stored neighbours are row indices: the cell names (and their order, fingerprinted in the record)
+    # are what ties them to cells, so they must be unique.
+    check_unique_obs_names(adata.obs_names)
     coordinates = check_coordinates(adata, spatial_key)
-    if int(n_neighbors) < 1:
-        raise ValueError(f"n_neighbors must be at least 1, got {n_neighbors!r}.")
     libraries = check_libraries(adata, library_key)
     if neighbors_key is None:
         neighbors = spatial_knn(coordinates, int(n_neighbors), libraries=libraries)
@@ -249,17 +316,8 @@ def _spatial_neighbors(
 
 
 def _spatial_graph(adata: AnnData, neighbors_key: str):
-    """The adjacency matrix named by an obsp key or by squidpy's uns record."""
-    if neighbors_key in adata.obsp:
-        return adata.obsp[neighbors_key]
-    record = adata.uns.get(neighbors_key)
-    if isinstance(record, dict) and record.get("connectivities_key") in adata.obsp:
-        return adata.obsp[record["connectivities_key"]]
-    raise KeyError(
-        f"No spatial graph {neighbors_key!r} in adata.obsp or adata.uns (obsp keys: {list(adata.obsp) or 'none'}). "
-        "Build one with squidpy, e.g. sq.gr.spatial_neighbors_knn(adata, n_neighs=9), then pass "
-        "neighbors_key='spatial_connectivities', or leave neighbors_key=None for a k-nearest search."
-    )
+    """The adjacency matrix named by an obsp key, squidpy's uns record or a squidpy-style prefix."""
+    return read_graph(adata, neighbors_key, function="tokenize", kind="spatial")
 
 
 def _columns_of_gene_list(var_names: pd.Index, genes, token_ids: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from .._anndata_io import copy_target, finish, resolve_modality
 from .._docs import doc_params
 from .._progress import progress
 from .._provenance import get_record, write_record
-from .._settings import settings
+from .._validate import resolve_random_state
 from ..models import resolve_device
 from ._cell_tasks import get_labels, get_representation
 
@@ -129,6 +129,7 @@ def annotate(
     lr: float = 1e-4,
     weight_decay: float = 0.01,
     batch_size: int = 64,
+    random_state: int | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
     key_added: str = _keys.LABEL,
@@ -165,8 +166,9 @@ def annotate(
         AdamW weight decay.
     batch_size
         Cells per optimisation step.
-    seed
+    random_state
         Random seed of initialisation and shuffling; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     device
         Where to train; None uses ``oc.settings.device``.
     key_added
@@ -198,11 +200,11 @@ def annotate(
         )
     labels = get_labels(reference, label_key, "annotate")
     _check_training(epochs, lr, batch_size, hidden_sizes)
-    _warn_if_models_differ(adata, reference)
+    _warn_if_models_differ(adata, reference, use_rep)
     known = labels.notna().to_numpy()
     classes = _classes(reference.obs[label_key], labels[known])
     targets = pd.Categorical(labels[known], categories=classes).codes
-    seed = int(settings.seed if seed is None else seed)
+    seed = resolve_random_state(random_state, seed, "annotate")
     torch_device = resolve_device(device)
 
     started = time.perf_counter()
@@ -257,6 +259,7 @@ def cross_validate_annotation(
     lr: float = 1e-4,
     weight_decay: float = 0.01,
     batch_size: int = 64,
+    random_state: int | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
     key_added: str | None = None,
@@ -281,8 +284,9 @@ def cross_validate_annotation(
         ``obsm`` key of the representation.
     hidden_sizes, epochs, lr, weight_decay, batch_size, device
         Classifier and training settings, as in :func:`omnicell.tl.annotate`.
-    seed
+    random_state
         Random seed of the folds and of every classifier; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     key_added
         Also write each cell's out-of-fold prediction to ``obs[key_added]`` (None: do not).
     {doc_mod}
@@ -318,7 +322,7 @@ def cross_validate_annotation(
             UserWarning,
             stacklevel=2,
         )
-    seed = int(settings.seed if seed is None else seed)
+    seed = resolve_random_state(random_state, seed, "cross_validate_annotation")
     torch_device = resolve_device(device)
 
     started = time.perf_counter()
@@ -389,8 +393,11 @@ def _classes(column: pd.Series, labelled: pd.Series) -> list[str]:
     return sorted(present)
 
 
-def _warn_if_models_differ(adata: AnnData, reference: AnnData) -> None:
-    query_record, reference_record = get_record(adata, "embed_cells"), get_record(reference, "embed_cells")
+def _warn_if_models_differ(adata: AnnData, reference: AnnData, use_rep: str) -> None:
+    base = use_rep.removesuffix(_keys.NICHE_SUFFIX)  # the embedding's own record, also after several runs
+    # the embedding's own record where there is one, else the latest embed_cells record
+    query_record = get_record(adata, "embed_cells", key=base) or get_record(adata, "embed_cells")
+    reference_record = get_record(reference, "embed_cells", key=base) or get_record(reference, "embed_cells")
     if query_record is None or reference_record is None:
         return
     fields = ("model_sha256", "projection")

@@ -147,7 +147,8 @@ def benchmark(
         )
     holder = AnnData(obs=pd.DataFrame(index=adata.obs_names.copy()))
     for key in dict.fromkeys([*embeddings, pre_integrated_key]):
-        holder.obsm[key] = get_representation(adata, key, "benchmark")
+        # A copy: scib-metrics may change the arrays it is given, and the caller's obsm must stay as it is.
+        holder.obsm[key] = np.array(get_representation(adata, key, "benchmark"), copy=True)
     labels = get_labels(adata, label_key, "benchmark")
     batches = get_labels(adata, batch_key, "benchmark")
     if labels.isna().any() or batches.isna().any():

@@ -11,6 +11,7 @@ from scipy.sparse import SparseEfficiencyWarning
 
 from .. import _keys
 from .._provenance import get_record
+from .._validate import read_graph
 
 __all__ = [
     "DEFAULT_RESOLUTIONS",
@@ -18,9 +19,11 @@ __all__ = [
     "as_categorical",
     "get_labels",
     "get_representation",
+    "graph_for",
     "knn_graph",
     "leiden",
     "search_resolution",
+    "store_graph",
 ]
 
 DEFAULT_RESOLUTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -57,7 +60,7 @@ def get_representation(adata: AnnData, use_rep: str, function: str) -> np.ndarra
 def _how_to_embed(adata: AnnData, use_rep: str) -> str:
     if use_rep.endswith(_keys.NICHE_SUFFIX):
         base = use_rep[: -len(_keys.NICHE_SUFFIX)]
-        record = get_record(adata, "embed_cells")
+        record = get_record(adata, "embed_cells", key=base)
         ran_single_cell = base in adata.obsm or (record is not None and not bool(record.get("spatial", False)))
         prefix = (
             f"adata.obsm[{base!r}] exists but embed_cells ran in single-cell mode, which makes no niche embedding. "
@@ -89,8 +92,11 @@ def get_labels(adata: AnnData, label_key: str, function: str, *, min_groups: int
     return labels
 
 
-def knn_graph(representation: np.ndarray, *, n_neighbors: int, metric: str, seed: int):
-    """The kNN graph (UMAP connectivities) of ``representation``, as ``sc.pp.neighbors`` builds it."""
+def knn_graph(representation: np.ndarray, *, n_neighbors: int, metric: str, seed: int, return_distances: bool = False):
+    """The kNN graph (UMAP connectivities) of ``representation``, as ``sc.pp.neighbors`` builds it.
+
+    With ``return_distances``, ``(connectivities, distances)``.
+    """
     import scanpy as sc
 
     if not 2 <= n_neighbors < representation.shape[0]:
@@ -101,7 +107,47 @@ def knn_graph(representation: np.ndarray, *, n_neighbors: int, metric: str, seed
         # scanpy's exact search sets the diagonal of a CSR matrix, which scipy reports when points coincide
         warnings.filterwarnings("ignore", category=SparseEfficiencyWarning)
         sc.pp.neighbors(holder, use_rep="X_rep", n_neighbors=n_neighbors, metric=metric, random_state=seed)
+    if return_distances:
+        return holder.obsp["connectivities"], holder.obsp["distances"]
     return holder.obsp["connectivities"]
+
+
+def graph_for(
+    adata: AnnData,
+    representation: np.ndarray,
+    *,
+    neighbors_key: str | None,
+    n_neighbors: int,
+    metric: str,
+    seed: int,
+    function: str,
+):
+    """``(connectivities, built)``: the graph named by ``neighbors_key``, or a new one (``built`` holds it).
+
+    ``built`` is None when the graph was reused, else ``(connectivities, distances)`` to store with
+    :func:`store_graph` once everything is validated.
+    """
+    if neighbors_key is not None:
+        return read_graph(adata, neighbors_key, function=function), None
+    connectivities, distances = knn_graph(
+        representation, n_neighbors=n_neighbors, metric=metric, seed=seed, return_distances=True
+    )
+    return connectivities, (connectivities, distances)
+
+
+def store_graph(adata: AnnData, graph_key: str, built, params: dict) -> None:
+    """Store a graph as ``sc.pp.neighbors(key_added=graph_key)`` does (reusable with ``neighbors_key=graph_key``).
+
+    Writes ``obsp[graph_key + '_connectivities']``, ``obsp[graph_key + '_distances']`` and ``uns[graph_key]``.
+    """
+    connectivities, distances = built
+    adata.obsp[f"{graph_key}_connectivities"] = connectivities
+    adata.obsp[f"{graph_key}_distances"] = distances
+    adata.uns[graph_key] = {
+        "connectivities_key": f"{graph_key}_connectivities",
+        "distances_key": f"{graph_key}_distances",
+        "params": {"method": "umap", **params},
+    }
 
 
 def leiden(connectivities, *, resolution: float, seed: int) -> np.ndarray:

@@ -18,15 +18,16 @@ from .. import _keys
 from .._anndata_io import copy_target, finish, resolve_modality
 from .._docs import doc_params
 from .._provenance import write_record
-from .._settings import settings
+from .._validate import resolve_random_state
 from ._cell_tasks import (
     DEFAULT_RESOLUTIONS,
     agreement,
     as_categorical,
     get_labels,
     get_representation,
-    knn_graph,
+    graph_for,
     leiden,
+    store_graph,
 )
 
 __all__ = ["evaluate_clustering"]
@@ -45,7 +46,9 @@ def evaluate_clustering(
     resolutions: Sequence[float] | None = None,
     n_neighbors: int = 15,
     metric: str = "euclidean",
+    neighbors_key: str | None = None,
     select: Literal["ari+nmi", "ari", "nmi"] = "ari+nmi",
+    random_state: int | None = None,
     seed: int | None = None,
     key_added: str = _keys.CLUSTERS,
     mod: str = "rna",
@@ -75,11 +78,18 @@ def evaluate_clustering(
         Neighbours of the kNN graph.
     metric
         Distance of the kNN search (see :func:`scanpy.pp.neighbors`).
+    neighbors_key
+        Reuse a kNN graph instead of building one: a key as ``sc.pp.neighbors`` writes it
+        (``'neighbors'``, or its ``key_added``) or squidpy-style (``'knn9'`` ->
+        ``obsp['knn9_connectivities']``); ``n_neighbors`` and ``metric`` are then ignored. None
+        builds the graph and stores it as ``sc.pp.neighbors(key_added=use_rep + '_knn')`` would
+        (``obsp[use_rep + '_knn_connectivities']``, ``..._distances``, ``uns[use_rep + '_knn']``).
     select
         What the best resolution maximises: ``'ari+nmi'`` (their sum, as the paper does for
         spatial domains), ``'ari'`` or ``'nmi'``. Ties go to the smaller resolution.
-    seed
+    random_state
         Random seed of the graph and of Leiden; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     key_added
         ``obs`` column of the best clustering.
     {doc_mod}
@@ -89,6 +99,9 @@ def evaluate_clustering(
     -------
     None, or a copy of ``adata`` when ``copy=True``. Writes
 
+    ``adata.obsp[use_rep + '_knn_connectivities']``, ``adata.obsp[use_rep + '_knn_distances']``,
+    ``adata.uns[use_rep + '_knn']``
+        (without ``neighbors_key``) the kNN graph built, as ``sc.pp.neighbors(key_added=use_rep + '_knn')``.
     ``adata.obs[key_added]``
         Categorical Leiden clusters ('0', '1', ... by decreasing size) at the best resolution.
     ``adata.uns['omnicell']['evaluate_clustering']``
@@ -104,10 +117,13 @@ def evaluate_clustering(
         raise ValueError(f"resolutions must be a non-empty list of positive numbers, got {resolutions!r}.")
     if select not in SELECT:
         raise ValueError(f"select must be one of {', '.join(SELECT)}, got {select!r}.")
-    seed = int(settings.seed if seed is None else seed)
+    seed = resolve_random_state(random_state, seed, "evaluate_clustering")
 
     started = time.perf_counter()
-    connectivities = knn_graph(representation, n_neighbors=int(n_neighbors), metric=metric, seed=seed)
+    connectivities, built = graph_for(
+        adata, representation, neighbors_key=neighbors_key, n_neighbors=int(n_neighbors), metric=metric, seed=seed,
+        function="evaluate_clustering",
+    )  # fmt: skip
     rows, clusterings = [], []
     for resolution in resolutions:
         codes = leiden(connectivities, resolution=resolution, seed=seed)
@@ -120,6 +136,11 @@ def evaluate_clustering(
 
     if copy:
         container, adata = copy_target(container, adata, mod)
+    if built is not None:
+        store_graph(
+            adata, f"{use_rep}_knn", built,
+            {"n_neighbors": int(n_neighbors), "metric": metric, "use_rep": use_rep, "random_state": seed},
+        )  # fmt: skip
     adata.obs[key_added] = as_categorical(clusterings[best], adata.obs_names)
     table.index = table.index.astype(str)
     write_record(
@@ -131,6 +152,7 @@ def evaluate_clustering(
             "resolutions": resolutions,
             "n_neighbors": int(n_neighbors),
             "metric": metric,
+            "neighbors_key": neighbors_key if neighbors_key is not None else f"{use_rep}_knn",
             "select": select,
             "seed": seed,
             "key_added": key_added,

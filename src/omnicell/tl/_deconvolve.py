@@ -20,7 +20,7 @@ from .._anndata_io import copy_target, finish, resolve_modality
 from .._docs import doc_params
 from .._progress import progress
 from .._provenance import write_record
-from .._settings import settings
+from .._validate import resolve_random_state
 from ..models import resolve_device
 from ._annotate import _classes, _warn_if_models_differ
 from ._cell_tasks import get_labels, get_representation
@@ -103,6 +103,7 @@ def deconvolve(
     lambda_feature: float = 1.0,
     lambda_entropy: float = 0.0,
     center: bool = True,
+    random_state: int | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
     key_added: str = _keys.PROPORTIONS,
@@ -147,8 +148,9 @@ def deconvolve(
         concentrates).
     center
         Centre the spot and reference embeddings on the mean reference cell.
-    seed
+    random_state
         Random seed of the initial mapping; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     device
         Where to optimise; None uses ``oc.settings.device``.
     key_added
@@ -190,14 +192,14 @@ def deconvolve(
             stacklevel=2,
         )
     labels = get_labels(reference, label_key, "deconvolve")
-    _warn_if_models_differ(adata, reference)
+    _warn_if_models_differ(adata, reference, use_rep)
     known = labels.notna().to_numpy()
     types = _classes(reference.obs[label_key], labels[known])
     codes = pd.Categorical(labels[known], categories=types).codes
     cells = cells[known]
     membership = np.zeros((len(codes), len(types)), dtype=np.float32)
     membership[np.arange(len(codes)), codes] = 1.0
-    seed = int(settings.seed if seed is None else seed)
+    seed = resolve_random_state(random_state, seed, "deconvolve")
     torch_device = resolve_device(device)
 
     started = time.perf_counter()

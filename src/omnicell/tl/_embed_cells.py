@@ -21,6 +21,7 @@ from .._anndata_io import copy_target, finish, resolve_modality, update_mudata
 from .._docs import doc_params
 from .._loader import InferencePlan, Precision
 from .._provenance import write_record
+from .._validate import check_key_added, check_number
 from ..model import pool_cells
 from ..models import OmniCellModel
 from ._tokenized import plan_tokenized
@@ -101,8 +102,10 @@ def embed_cells(
         )  # fmt: skip
         return cells
     container, adata = resolve_modality(adata, mod, "embed_cells")
-    if projection is not None and not 0.0 < float(projection) <= 1.0:
+    projection = check_number(projection, "projection", allow_none=True)
+    if projection is not None and not 0.0 < projection <= 1.0:
         raise ValueError(f"projection must lie in (0, 1] or be None, got {projection!r}.")
+    check_key_added(key_added)
     # With copy=True all work, the automatic tokenisation included, happens on the copy.
     if copy:
         container, adata = copy_target(container, adata, mod)

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 from .. import _keys
 from .._anndata_io import copy_target, finish, resolve_modality
 from .._docs import doc_params
-from .._loader import InferencePlan, Precision
+from .._loader import InferencePlan, Precision, restore_on_error
 from .._provenance import write_record
-from .._settings import settings
+from .._validate import resolve_random_state
 from ..models import OmniCellModel
 from ._gene_states import (
     DEFAULT_MAX_MEMORY,
@@ -61,6 +61,7 @@ def embed_genes(
     learning_rate: float = 1e-3,
     dropout: float = 0.1,
     gene_batch: int = 20,
+    random_state: int | None = None,
     seed: int | None = None,
     max_memory: float = DEFAULT_MAX_MEMORY / 1024**3,
     key_added: str | None = None,
@@ -131,8 +132,9 @@ def embed_genes(
         Dropout in the MLP during training.
     gene_batch
         Genes per training step.
-    seed
+    random_state
         Random seed of the GNN's initialisation, dropout and gene order; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     max_memory
         GB of per-cell gene embeddings held in memory; more spill to a temporary file on disk.
     key_added
@@ -183,13 +185,22 @@ def embed_genes(
         raise KeyError(f"use_rep {use_rep!r} is not a 2-d obsm entry; available: {list(adata.obsm)}.")
     if store is not None and os.path.exists(store) and not os.path.isdir(store):
         raise FileExistsError(f"store {store} exists and is not a zarr folder.")
-    seed = int(settings.seed if seed is None else seed)
+    seed = resolve_random_state(random_state, seed, "embed_genes")
     key = key_added or (_keys.GENE_EMBEDDING if level == "dataset" else _keys.CELL_GENE_EMBEDDING)
+    if genes is not None:
+        genes = [str(gene) for gene in ([genes] if isinstance(genes, str) else genes)]
+        absent = [gene for gene in genes if gene not in adata.var_names]
+        if absent or not genes:
+            raise ValueError(
+                f"genes: {len(absent)} of the {len(genes)} requested genes are not in adata.var_names "
+                f"(e.g. {', '.join(absent[:5]) or 'none given'}); pass var names that oc.pp.tokenize selects."
+            )
     if copy:
         container, adata = copy_target(container, adata, mod)
-    plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
-    index = gene_index(adata, plan)
-    chosen = _chosen_genes(index, genes)
+    with restore_on_error(adata):
+        plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
+        index = gene_index(adata, plan)
+        chosen = _chosen_genes(index, genes)
     basis = plan.model.spectral_basis(float(projection)).to(plan.device) if projection is not None else None
     started = time.perf_counter()
     record: dict = {

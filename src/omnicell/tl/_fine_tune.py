@@ -16,10 +16,10 @@ import torch
 from anndata import AnnData
 
 from .._anndata_io import resolve_modality, update_mudata
-from .._loader import Precision, plan_inference
+from .._loader import Precision, plan_inference, restore_on_error
 from .._provenance import write_record
-from .._settings import settings
 from .._tokenization import TokenizeRecord
+from .._validate import check_count, check_number, resolve_random_state
 from ..models import OmniCellModel, resolve_device, resolve_model
 from ..train import (
     CellStream,
@@ -66,6 +66,7 @@ def fine_tune(
     clip_norm: float | None = 1.0,
     masking: MaskingConfig | dict[str, float] | None = None,
     validation_fraction: float = 0.1,
+    random_state: int | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
     precision: Precision = "auto",
@@ -115,8 +116,9 @@ def fine_tune(
         (``nonzero``, ``zero``, ``neighbor_nonzero``, ``neighbor_zero``, ``mask_value``).
     validation_fraction
         Share of the cells held out for the held-out masked loss (at most 2048 cells); 0 disables it.
-    seed
+    random_state
         Seed of the split, shuffling, masking and dropout; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     device
         ``"auto"``, ``"cpu"``, ``"cuda"``; None uses ``oc.settings.device``.
     precision
@@ -141,21 +143,32 @@ def fine_tune(
         Only if ``adata`` was not tokenised: what :func:`omnicell.pp.tokenize` writes.
     """
     container, adata = resolve_modality(adata, mod, "fine_tune")
-    if int(epochs) < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    epochs = check_count(epochs, "epochs")
+    batch_size = check_count(batch_size, "batch_size")
+    check_count(micro_batch_size, "micro_batch_size", allow_none=True)
+    check_number(lr, "lr", positive=True)
+    check_number(min_lr, "min_lr", minimum=0.0)
+    check_number(weight_decay, "weight_decay", minimum=0.0)
+    check_number(clip_norm, "clip_norm", positive=True, allow_none=True)
+    check_count(warmup_steps, "warmup_steps", minimum=0, allow_none=True)
+    if precision not in ("auto", "float32", "bfloat16"):
+        raise ValueError(
+            f"fine_tune supports precision 'auto', 'float32' or 'bfloat16', got {precision!r} "
+            "(float16 training needs loss scaling, which fine_tune does not do)."
+        )
     micro = int(micro_batch_size or batch_size)
     if micro < 1 or int(batch_size) % micro:
         raise ValueError(
             f"micro_batch_size ({micro_batch_size}) must be a positive divisor of batch_size ({batch_size})."
         )
-    if not 0.0 <= float(validation_fraction) < 1.0:
+    if not 0.0 <= check_number(validation_fraction, "validation_fraction") < 1.0:
         raise ValueError(f"validation_fraction must lie in [0, 1), got {validation_fraction!r}.")
     if spatial is not None and not isinstance(spatial, bool):
         raise TypeError("spatial must be True, False or None.")
     optimizer = OptimizerConfig(lr=float(lr), min_lr=float(min_lr), warmup_steps=0, weight_decay=float(weight_decay),
                                 clip_norm=clip_norm)  # fmt: skip
+    torch_device = resolve_device(device)
+    seed = resolve_random_state(random_state, seed, "fine_tune")
     base = resolve_model(model)
     record = TokenizeRecord.read(adata)
     if record is not None and spatial is not None and record.spatial != spatial:
@@ -169,11 +182,10 @@ def fine_tune(
         masking_config = masking
     else:
         masking_config = MaskingConfig.for_stage(kind, **dict(masking or {}))
-    if record is None:
-        ensure_tokenized(adata, base, spatial=kind == "spatial")
-    plan = plan_inference(adata, base, batch_size=micro, device="cpu", precision="float32")
-    seed = int(settings.seed if seed is None else seed)
-    torch_device = resolve_device(device)
+    with restore_on_error(adata):  # a failure after the implicit tokenisation leaves adata as it was
+        if record is None:
+            ensure_tokenized(adata, base, spatial=kind == "spatial")
+        plan = plan_inference(adata, base, batch_size=micro, device="cpu", precision="float32")
 
     # Split the cells.
     order = np.random.default_rng([seed, 1]).permutation(plan.n_obs)
@@ -202,8 +214,6 @@ def fine_tune(
     optimizer = dataclasses.replace(optimizer, warmup_steps=warmup)
     network = copy.deepcopy(base.network).to(torch_device)
     trainer_precision = "float32" if precision == "float32" else ("bfloat16" if precision == "bfloat16" else "auto")
-    if precision == "float16":
-        raise ValueError("fine_tune supports precision 'auto', 'float32' or 'bfloat16'.")
     trainer = Trainer(network, optimizer, total_steps=total, precision=trainer_precision,
                       context=DistributedContext(device=torch_device))  # fmt: skip
     objective = ObjectiveConfig()

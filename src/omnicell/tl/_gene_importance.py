@@ -23,8 +23,9 @@ from .._anndata_io import copy_target, finish, resolve_modality
 from .._docs import doc_params
 from .._loader import Precision
 from .._provenance import write_record
+from .._validate import check_key_added
 from ..model import OmniCell
-from ..models import OmniCellModel
+from ..models import OmniCellModel, resolve_model
 from ._gene_states import gene_index, group_codes, token_genes
 from ._tokenized import plan_tokenized
 
@@ -127,6 +128,19 @@ def gene_importance(
     if not store_cells and groupby is None:
         raise ValueError("Nothing to write: pass groupby= for per-group importance or keep store_cells=True.")
     codes, labels = group_codes(adata, groupby) if groupby is not None else (None, None)
+    model = resolve_model(model)
+    n_layers = model.config.num_layers
+    chosen_layers = list(range(n_layers)) if layers is None else list(layers)
+    if not chosen_layers or any(
+        isinstance(i, bool) or not isinstance(i, int | np.integer) or not -n_layers <= i < n_layers
+        for i in chosen_layers
+    ):
+        raise ValueError(
+            f"layers must be indices into the model's {n_layers} layers (0 to {n_layers - 1}, or negative), "
+            f"got {layers!r}."
+        )
+    chosen_layers = [int(i) for i in chosen_layers]
+    check_key_added(key_added)
     if copy:
         container, adata = copy_target(container, adata, mod)
     if batch_size is None:
@@ -134,10 +148,6 @@ def gene_importance(
 
         batch_size = min(settings.batch_size, 8)
     plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
-    n_layers = plan.model.config.num_layers
-    chosen_layers = list(range(n_layers)) if layers is None else [int(i) for i in layers]
-    if not chosen_layers or any(not -n_layers <= i < n_layers for i in chosen_layers):
-        raise ValueError(f"layers must be indices into the model's {n_layers} layers, got {layers!r}.")
     index = gene_index(adata, plan)
     started = time.perf_counter()
     rows_all, cols_all, values_all = [], [], []

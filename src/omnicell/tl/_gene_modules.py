@@ -18,8 +18,8 @@ from .. import _keys
 from .._anndata_io import copy_target, finish, resolve_modality
 from .._docs import doc_params
 from .._provenance import write_record
-from .._settings import settings
 from .._tokenization import TokenizeRecord
+from .._validate import check_count, check_key_added, check_number, expression_source, resolve_random_state
 
 __all__ = ["gene_modules", "gene_similarity"]
 
@@ -65,6 +65,7 @@ def gene_modules(
     ctrl_size: int = 50,
     layer: str | None = None,
     use_raw: bool | None = None,
+    random_state: int | None = None,
     seed: int | None = None,
     key_added: str = _keys.GENE_MODULE,
     mod: str = "rna",
@@ -102,8 +103,9 @@ def gene_modules(
         Control genes per module score (see :func:`scanpy.tl.score_genes`).
     layer, use_raw
         Expression used for the scores; None uses the matrix :func:`omnicell.pp.tokenize` read.
-    seed
+    random_state
         Random seed of the community detection and the control genes; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     key_added
         ``var`` column of the modules and prefix of the ``obs`` score columns.
     {doc_mod}
@@ -133,16 +135,21 @@ def gene_modules(
         raise ValueError(f"method must be 'leiden' or 'louvain', got {method!r}.")
     if similarity not in ("cosine", "gaussian"):
         raise ValueError(f"similarity must be 'cosine' or 'gaussian', got {similarity!r}.")
-    if not float(resolution) > 0 or not float(power) > 0:
-        raise ValueError("resolution and power must be positive.")
+    check_number(resolution, "resolution", positive=True)
+    check_number(power, "power", positive=True)
+    check_count(min_size, "min_size")
+    check_count(ctrl_size, "ctrl_size")
+    check_key_added(key_added)
     rows = np.flatnonzero(np.isfinite(embedding).all(1))
     if len(rows) < 2:
         raise ValueError(f"adata.varm[{use_rep!r}] has fewer than two genes with an embedding.")
-    seed = int(settings.seed if seed is None else seed)
+    seed = resolve_random_state(random_state, seed, "gene_modules")
     if layer is None and use_raw is None:
         record = TokenizeRecord.read(adata)
         layer, use_raw = (record.layer, record.use_raw) if record is not None else (None, False)
     use_raw = bool(use_raw)
+    if score:
+        matrix, score_var, _ = expression_source(adata, layer=layer, use_raw=use_raw)  # names the layer if absent
 
     adjacency = gene_similarity(embedding[rows], similarity=similarity, power=power)
     communities = _communities(adjacency, method=method, resolution=float(resolution), seed=seed)
@@ -160,22 +167,34 @@ def gene_modules(
             f"{int(sizes.max())}); lower min_size or resolution."
         )
 
-    if copy:
-        container, adata = copy_target(container, adata, mod)
-    adata.var[key_added] = pd.Categorical.from_codes(module, categories=labels)
-    score_keys = []
+    # Scores are computed on a bare AnnData over the same matrix, so an error there writes nothing.
+    scores = {}
     if score:
         import scanpy as sc
 
+        scratch = AnnData(X=matrix, obs=pd.DataFrame(index=adata.obs_names), var=pd.DataFrame(index=score_var.index))
         for label in labels:
             genes = list(adata.var_names[module == int(label)])
             name = f"{key_added}_{label}"
-            n_other = adata.n_vars - len(genes)
-            sc.tl.score_genes(
-                adata, genes, score_name=name, ctrl_size=int(min(ctrl_size, max(n_other, 1))),
-                random_state=seed, layer=layer, use_raw=use_raw,
-            )  # fmt: skip
-            score_keys.append(name)
+            n_other = scratch.n_vars - len(genes)
+            try:
+                sc.tl.score_genes(
+                    scratch, genes, score_name=name, ctrl_size=int(min(ctrl_size, max(n_other, 1))),
+                    random_state=seed,
+                )  # fmt: skip
+            except (RuntimeError, ValueError) as error:
+                raise ValueError(
+                    f"Scoring module {label} with sc.tl.score_genes failed ({error}). Pass score=False to keep only "
+                    "the modules, or a smaller ctrl_size."
+                ) from error
+            scores[name] = scratch.obs.pop(name).to_numpy()
+    score_keys = list(scores)
+
+    if copy:
+        container, adata = copy_target(container, adata, mod)
+    adata.var[key_added] = pd.Categorical.from_codes(module, categories=labels)
+    for name, values in scores.items():
+        adata.obs[name] = values
     write_record(
         adata,
         "gene_modules",

@@ -24,9 +24,8 @@ from .._anndata_io import copy_target, finish, resolve_modality
 from .._docs import doc_params
 from .._loader import Precision
 from .._provenance import write_record
-from .._settings import settings
 from .._tokenization import TokenizeRecord
-from .._validate import expression_source
+from .._validate import expression_source, resolve_random_state
 from ..data import read_csr
 from ..models import OmniCellModel
 from ._cell_tasks import agreement, get_labels, knn_graph, leiden
@@ -81,6 +80,7 @@ def dropout_robustness(
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     precision: Precision = "auto",
+    random_state: int | None = None,
     seed: int | None = None,
     mod: str = "rna",
     copy: bool = False,
@@ -116,8 +116,9 @@ def dropout_robustness(
     {doc_batch_size}
     {doc_device}
     {doc_precision}
-    seed
+    random_state
         Random seed of the dropout draws, the graphs and Leiden; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     {doc_mod}
     {doc_copy}
 
@@ -144,7 +145,7 @@ def dropout_robustness(
         raise TypeError("embed must be a function mapping an AnnData to an (n_obs, d) array, or None.")
     if not 2 <= int(n_neighbors) < adata.n_obs:
         raise ValueError(f"n_neighbors must lie in [2, n_obs - 1 = {adata.n_obs - 1}], got {n_neighbors}.")
-    seed = int(settings.seed if seed is None else seed)
+    seed = resolve_random_state(random_state, seed, "dropout_robustness")
     if copy:
         container, adata = copy_target(container, adata, mod)
     loaded = ensure_tokenized(adata, model) if embed is None or TokenizeRecord.read(adata) is None else None

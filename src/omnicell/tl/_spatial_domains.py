@@ -17,10 +17,16 @@ from .. import _keys
 from .._anndata_io import copy_target, finish, resolve_modality
 from .._docs import doc_params
 from .._provenance import write_record
-from .._settings import settings
-from .._validate import check_coordinates, check_libraries
+from .._validate import check_coordinates, check_libraries, resolve_random_state
 from ..data import spatial_knn
-from ._cell_tasks import as_categorical, get_representation, knn_graph, leiden, search_resolution
+from ._cell_tasks import (
+    as_categorical,
+    get_representation,
+    graph_for,
+    leiden,
+    search_resolution,
+    store_graph,
+)
 
 __all__ = ["neighborhood_average", "spatial_domains"]
 
@@ -38,7 +44,9 @@ def spatial_domains(
     use_rep: str = NICHE,
     n_neighbors: int = 15,
     metric: str = "euclidean",
+    neighbors_key: str | None = None,
     max_steps: int = 30,
+    random_state: int | None = None,
     seed: int | None = None,
     key_added: str = _keys.DOMAIN,
     mod: str = "rna",
@@ -72,10 +80,17 @@ def spatial_domains(
         Neighbours of the kNN graph in representation space.
     metric
         Distance of the kNN search (see :func:`scanpy.pp.neighbors`).
+    neighbors_key
+        Reuse a kNN graph instead of building one: a key as ``sc.pp.neighbors`` writes it
+        (``'neighbors'``, or its ``key_added``) or squidpy-style (``'knn9'`` ->
+        ``obsp['knn9_connectivities']``); ``n_neighbors`` and ``metric`` are then ignored. None
+        builds the graph and stores it as ``sc.pp.neighbors(key_added=use_rep + '_knn')`` would
+        (``obsp[use_rep + '_knn_connectivities']``, ``..._distances``, ``uns[use_rep + '_knn']``).
     max_steps
         Most Leiden runs of the resolution search.
-    seed
+    random_state
         Random seed of the graph and of Leiden; None uses ``oc.settings.seed``.
+        ``seed=`` (its former name) still works, with a DeprecationWarning.
     key_added
         ``obs`` column of the domains.
     {doc_mod}
@@ -85,6 +100,9 @@ def spatial_domains(
     -------
     None, or a copy of ``adata`` when ``copy=True``. Writes
 
+    ``adata.obsp[use_rep + '_knn_connectivities']``, ``adata.obsp[use_rep + '_knn_distances']``,
+    ``adata.uns[use_rep + '_knn']``
+        (without ``neighbors_key``) the kNN graph built, as ``sc.pp.neighbors(key_added=use_rep + '_knn')``.
     ``adata.obs[key_added]``
         Categorical domains ('0', '1', ... by decreasing size).
     ``adata.uns['omnicell']['spatial_domains']``
@@ -101,10 +119,13 @@ def spatial_domains(
         raise ValueError(f"resolution must be positive, got {resolution}.")
     if int(max_steps) < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}.")
-    seed = int(settings.seed if seed is None else seed)
+    seed = resolve_random_state(random_state, seed, "spatial_domains")
 
     started = time.perf_counter()
-    connectivities = knn_graph(representation, n_neighbors=int(n_neighbors), metric=metric, seed=seed)
+    connectivities, built = graph_for(
+        adata, representation, neighbors_key=neighbors_key, n_neighbors=int(n_neighbors), metric=metric, seed=seed,
+        function="spatial_domains",
+    )  # fmt: skip
     search = None
     if n_domains is None:
         resolution = 1.0 if resolution is None else float(resolution)
@@ -124,6 +145,11 @@ def spatial_domains(
 
     if copy:
         container, adata = copy_target(container, adata, mod)
+    if built is not None:
+        store_graph(
+            adata, f"{use_rep}_knn", built,
+            {"n_neighbors": int(n_neighbors), "metric": metric, "use_rep": use_rep, "random_state": seed},
+        )  # fmt: skip
     adata.obs[key_added] = as_categorical(codes, adata.obs_names)
     record = {
         "use_rep": use_rep,
@@ -132,6 +158,7 @@ def spatial_domains(
         "n_domains_found": found,
         "n_neighbors": int(n_neighbors),
         "metric": metric,
+        "neighbors_key": neighbors_key if neighbors_key is not None else f"{use_rep}_knn",
         "seed": seed,
         "key_added": key_added,
     }

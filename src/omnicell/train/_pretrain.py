@@ -28,7 +28,7 @@ from ._distributed import DistributedContext, init_distributed
 from ._loop import LossLog, StepPosition, train_loop
 from ._masking import MaskedBatch, MaskingConfig, mask_batch
 from ._recipe import Recipe, StageSpec, read_recipe
-from ._stream import CellStream, open_h5ad_source
+from ._stream import CellStream, close_training_cells, open_h5ad_source, open_training_cells
 from ._trainer import StepResult, Trainer
 from ._vocab import build_vocabulary
 
@@ -153,6 +153,48 @@ class _Run:
         self.stream_stage = -1
 
     # ------------------------------------------------------------------ set-up
+    def tokenization(self):
+        """How the trained model reads cells: the recipe's last single-cell and last spatial stage.
+
+        ``neighbor_distance`` is measured on the spatial training files, after their ``coord_scale``
+        (written to every checkpoint as ``tokenization.json``; ``oc.pp.tokenize`` uses it).
+        """
+        if getattr(self, "_tokenization", None) is not None:
+            return self._tokenization
+        from ..data import ModelTokenization, SingleCellTokenization, SpatialTokenization, median_neighbor_distance
+
+        single = [stage for stage in self.recipe.stages if not stage.spatial]
+        spatial = [stage for stage in self.recipe.stages if stage.spatial]
+        last = single[-1] if single else spatial[-1]
+        spatial_section = None
+        if spatial:
+            stage = spatial[-1]
+            distances = []
+            for spec in stage.files:
+                # The same reader as training: a backed h5ad or a SOMA experiment (only obs/obsm are read).
+                data = open_training_cells(spec, spatial=True)
+                try:
+                    coordinates = np.asarray(data.obsm[spec.spatial_key], dtype=np.float64)[:, :2] * spec.coord_scale
+                    libraries = (
+                        data.obs[spec.library_key].astype(str).to_numpy()
+                        if spec.library_key is not None and spec.library_key in data.obs
+                        else None
+                    )
+                finally:
+                    close_training_cells(data)
+                distance = median_neighbor_distance(coordinates, libraries=libraries)
+                if distance:
+                    distances.append(distance)
+            spatial_section = SpatialTokenization(
+                strategy=stage.strategy, n_genes=int(stage.n_genes), n_neighbors=int(stage.n_neighbors),
+                neighbor_distance=round(float(np.median(distances)), 6) if distances else None,
+            )  # fmt: skip
+        self._tokenization = ModelTokenization(
+            single_cell=SingleCellTokenization(strategy=last.strategy, n_genes=int(last.n_genes)),
+            spatial=spatial_section,
+        )
+        return self._tokenization
+
     def _initial_model(self):
         from ..models import OmniCellModel, load
 
@@ -181,7 +223,8 @@ class _Run:
             network = OmniCell(config, attention_backend=settings.attention_backend)
             if section.init_std is not None:
                 initialize_weights(network, float(section.init_std))
-        return OmniCellModel(network, vocab, name=self.recipe.name, sha256=weights_sha256(network), source="pretrain")
+        return OmniCellModel(network, vocab, name=self.recipe.name, sha256=weights_sha256(network), source="pretrain",
+                             tokenization=self.tokenization())
 
     def _stream_for(self, stage_index: int, model) -> CellStream:
         if self.stream_stage != stage_index:
@@ -255,7 +298,8 @@ class _Run:
                 )  # fmt: skip
             loaded = load(folder, device="cpu")
             model = OmniCellModel(
-                loaded.network, loaded.vocab, name=recipe.name, sha256=loaded.sha256, source="pretrain"
+                loaded.network, loaded.vocab, name=recipe.name, sha256=loaded.sha256, source="pretrain",
+                tokenization=self.tokenization(),
             )
             model.network.train()
         else:
@@ -304,12 +348,13 @@ class _Run:
         if end == total and context.is_main:
             final = OmniCellModel(
                 model.network, model.vocab, name=recipe.name, sha256=weights_sha256(model.network),
-                source=f"omnicell pretrain ({total} steps)",
+                source=f"omnicell pretrain ({total} steps)", tokenization=self.tokenization(),
             )  # fmt: skip
             final.save(self.output / "model", overwrite=True, card=_card(recipe, total, last))
         context.barrier()
         return OmniCellModel(
-            model.network, model.vocab, name=recipe.name, sha256=weights_sha256(model.network), source=str(self.output)
+            model.network, model.vocab, name=recipe.name, sha256=weights_sha256(model.network), source=str(self.output),
+            tokenization=self.tokenization(),
         )
 
     def _checkpoint(self, model, trainer: Trainer, done: int, last: StepResult | None) -> None:
@@ -329,7 +374,7 @@ class _Run:
             }
             snapshot = OmniCellModel(
                 model.network, model.vocab, name=self.recipe.name, sha256=weights_sha256(model.network),
-                source=f"omnicell pretrain, step {done}",
+                source=f"omnicell pretrain, step {done}", tokenization=self.tokenization(),
             )  # fmt: skip
             save_checkpoint(self.checkpoints / f"step-{done:08d}", snapshot, state, card=_card(self.recipe, done, last))
             prune_checkpoints(self.checkpoints, self.recipe.keep_checkpoints)

@@ -52,6 +52,61 @@ def _expand(path: str | os.PathLike, base: Path | None) -> Path | str:
     return expanded
 
 
+def _number(value: Any, where: str, *, integer: bool = False, minimum: float | None = None, positive: bool = False):
+    """A recipe number, checked; strings such as ``"1e-5"`` (YAML 1.1 reads them so) are accepted.
+
+    Errors name the field (``where``) and say what is expected.
+    """
+    kind = "an integer" if integer else "a number"
+    bound = " > 0" if positive else (f" >= {minimum:g}" if minimum is not None else "")
+    original = value
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError(f"{where} must be {kind}{bound}, got {original!r}.") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where} must be {kind}{bound}, got {original!r}.")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{where} must be a finite number, got {original!r}.")
+    if integer:
+        if float(value) != int(value):
+            raise ValueError(f"{where} must be {kind}{bound}, got {original!r}.")
+        value = int(value)
+    else:
+        value = float(value)
+    if (positive and value <= 0) or (minimum is not None and value < minimum):
+        raise ValueError(f"{where} must be {kind}{bound}, got {original!r}.")
+    return value
+
+
+def _numbers(values: dict[str, Any], spec: dict[str, dict], where: str) -> dict[str, Any]:
+    """``values`` with the fields named in ``spec`` checked by :func:`_number` (None kept where optional)."""
+    result = dict(values)
+    for key, options in spec.items():
+        if key in result and not (result[key] is None and options.get("optional")):
+            options = {k: v for k, v in options.items() if k != "optional"}
+            result[key] = _number(result[key], f"{where}.{key}" if where else key, **options)
+    return result
+
+
+_OPTIMIZER_NUMBERS = {
+    "lr": {"positive": True},
+    "min_lr": {"minimum": 0.0},
+    "warmup_steps": {"integer": True, "minimum": 0},
+    "weight_decay": {"minimum": 0.0},
+    "eps": {"positive": True},
+    "clip_norm": {"positive": True, "optional": True},
+}
+_STAGE_NUMBERS = {
+    "steps": {"integer": True, "positive": True},
+    "n_genes": {"integer": True, "positive": True},
+    "n_neighbors": {"integer": True, "positive": True},
+    "cells_per_step": {"integer": True, "positive": True, "optional": True},
+    "micro_batch_size": {"integer": True, "positive": True, "optional": True},
+}
+
+
 def _check_keys(values: dict[str, Any], allowed: set[str], where: str) -> None:
     if not isinstance(values, dict):
         raise ValueError(f"{where} must be a mapping, got {type(values).__name__}.")
@@ -85,10 +140,13 @@ class DataFileSpec:
     def from_value(cls, value: Any, base: Path | None, where: str) -> DataFileSpec:
         if isinstance(value, (str, os.PathLike)):
             return cls(path=_expand(value, base))
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} must be a path or a mapping with a path, got {value!r}.")
         allowed = {field.name for field in dataclasses.fields(cls)}
         _check_keys(value, allowed, where)
         if "path" not in value:
             raise ValueError(f"{where} needs a path.")
+        value = _numbers(value, {"coord_scale": {"positive": True}}, where)
         return cls(**{**value, "path": _expand(value["path"], base)})
 
 
@@ -181,6 +239,11 @@ class Recipe:
                 raise ValueError(f"the recipe needs {required!r}.")
         model_values = dict(values.get("model") or {})
         _check_keys(model_values, {f.name for f in dataclasses.fields(ModelSection)}, "model")
+        model_values = _numbers(
+            model_values,
+            {"vocabulary_min_cells": {"integer": True, "minimum": 0}, "init_std": {"positive": True, "optional": True}},
+            "model",
+        )
         model = ModelSection(**model_values)
         if model.init is None and model.vocabulary not in (None, "data"):
             model.vocabulary = _expand(model.vocabulary, base)
@@ -190,13 +253,36 @@ class Recipe:
             model.init = str(candidate) if candidate.exists() else str(model.init)
         optimizer_values = dict(values.get("optimizer") or {})
         _check_keys(optimizer_values, {f.name for f in dataclasses.fields(OptimizerConfig)}, "optimizer")
+        optimizer_values = _numbers(optimizer_values, _OPTIMIZER_NUMBERS, "optimizer")
+        if "betas" in optimizer_values:
+            betas = optimizer_values["betas"]
+            if not isinstance(betas, list | tuple) or len(betas) != 2:
+                raise ValueError(f"optimizer.betas must be two numbers in [0, 1), e.g. [0.9, 0.99], got {betas!r}.")
+            optimizer_values["betas"] = [_number(b, f"optimizer.betas[{i}]", minimum=0.0) for i, b in enumerate(betas)]
+            if any(b >= 1 for b in optimizer_values["betas"]):
+                raise ValueError(f"optimizer.betas must be two numbers in [0, 1), got {betas!r}.")
+        if optimizer_values.get("min_lr", 0.0) > optimizer_values.get("lr", OptimizerConfig.lr):
+            raise ValueError(
+                f"optimizer.min_lr ({optimizer_values['min_lr']:g}) is larger than optimizer.lr "
+                f"({optimizer_values.get('lr', OptimizerConfig.lr):g}); the schedule decays from lr to min_lr."
+            )
         optimizer = OptimizerConfig(**{k: (tuple(v) if k == "betas" else v) for k, v in optimizer_values.items()})
         batch = dict(values.get("batch") or {})
         _check_keys(batch, {"cells_per_step", "micro_batch_size", "activation_checkpointing"}, "batch")
+        positive_int = {"integer": True, "positive": True}
+        batch = _numbers(batch, {"cells_per_step": positive_int, "micro_batch_size": positive_int}, "batch")
         data = dict(values.get("data") or {})
         _check_keys(data, {"chunk_size", "window_chunks", "prefetch"}, "data")
+        data = _numbers(data, {"chunk_size": positive_int, "window_chunks": positive_int}, "data")
         checkpoint = dict(values.get("checkpoint") or {})
         _check_keys(checkpoint, {"every", "keep"}, "checkpoint")
+        checkpoint = _numbers(
+            checkpoint,
+            {"every": {"integer": True, "minimum": 0}, "keep": {"integer": True, "minimum": 1}},
+            "checkpoint",
+        )
+        if "seed" in values:
+            values = {**values, "seed": _number(values["seed"], "seed", integer=True, minimum=0)}
         stages_values = values["stages"]
         if not isinstance(stages_values, list) or not stages_values:
             raise ValueError("stages must be a non-empty list.")
@@ -204,7 +290,10 @@ class Recipe:
         stage_keys = {f.name for f in dataclasses.fields(StageSpec)}
         for number, stage_values in enumerate(stages_values):
             where = f"stages[{number}]"
+            if not isinstance(stage_values, dict):
+                raise ValueError(f"{where} must be a mapping (name, kind, files, steps, ...), got {stage_values!r}.")
             _check_keys(stage_values, stage_keys, where)
+            stage_values = _numbers(stage_values, _STAGE_NUMBERS, where)
             for required in ("kind", "files", "steps"):
                 if required not in stage_values:
                     raise ValueError(f"{where} needs {required!r}.")
@@ -217,7 +306,17 @@ class Recipe:
             specs = [DataFileSpec.from_value(f, base, f"{where}.files[{i}]") for i, f in enumerate(files)]
             if not specs:
                 raise ValueError(f"{where} lists no files.")
-            masking = MaskingConfig.for_stage(kind, **dict(stage_values.get("masking") or {}))
+            masking_values = stage_values.get("masking") or {}
+            if not isinstance(masking_values, dict):
+                raise ValueError(f"{where}.masking must be a mapping of rates, got {masking_values!r}.")
+            masking_values = {
+                key: _number(value, f"{where}.masking.{key}", minimum=None if key == "mask_value" else 0.0)
+                for key, value in masking_values.items()
+            }
+            for key, value in masking_values.items():
+                if key != "mask_value" and value > 1:
+                    raise ValueError(f"{where}.masking.{key} is a rate in [0, 1], got {value!r}.")
+            masking = MaskingConfig.for_stage(kind, **masking_values)
             stage = StageSpec(
                 **{
                     **{k: v for k, v in stage_values.items() if k not in ("files", "masking")},
