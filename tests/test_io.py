@@ -25,6 +25,19 @@ def test_success_replaces_and_leaves_nothing_else(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5ad"]
 
 
+@pytest.mark.parametrize("directory", [False, True])
+def test_output_gets_the_permissions_of_a_plain_open(tmp_path, directory):
+    import os
+
+    target, plain = tmp_path / "out", tmp_path / "plain"
+    with atomic_output(target, directory=directory) as temporary:
+        if not directory:
+            temporary.write_text("new")
+    plain.mkdir() if directory else plain.write_text("x")
+    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    assert target.stat().st_mode & 0o044 or os.umask(os.umask(0)) & 0o044  # readable by others unless umask forbids
+
+
 def test_error_keeps_old_output_and_removes_temporary(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")

@@ -67,6 +67,13 @@ def _uninstall() -> None:
             signal.signal(signum, _previous.pop(signum))
 
 
+def _chmod_default(path: Path, *, directory: bool) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    if path.exists():
+        path.chmod((0o777 if directory else 0o666) & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:
     """Yield a hidden temporary path beside ``path``; on success rename it to ``path``.
@@ -101,6 +108,8 @@ def atomic_output(path: str | os.PathLike, *, directory: bool = False) -> Iterat
         _pending[token] = temporary
     try:
         yield temporary
+        # mkstemp/mkdtemp create owner-only entries; give the output the permissions a plain open() would
+        _chmod_default(temporary, directory=directory)
         if directory and path.exists():
             # Move the old folder aside first, so there is never a moment without a complete output.
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))

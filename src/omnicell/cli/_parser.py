@@ -76,7 +76,7 @@ def _add_embed(commands, common) -> None:
     soma.add_argument("--measurement", default=None, help="measurement to read (default: RNA)")
     soma.add_argument("--x-layer", default=None, help="X layer (default: the measurement's only layer, else raw)")
     soma.add_argument("--obs-filter", default=None, metavar="FILTER",
-                      help="SOMA value_filter on obs, e.g. \"tissue_general == 'blood'\": only those cells")  # fmt: skip
+                      help="SOMA value_filter on obs (only those cells), as \"tissue_general == 'blood'\"")  # fmt: skip
     soma.add_argument("--obs-columns", default=None, metavar="A,B",
                       help="comma-separated obs columns to keep in the output (soma_joinid always)")  # fmt: skip
     embed.add_argument("--shard", default=None, metavar="I/N",

@@ -135,8 +135,8 @@ def _fingerprint(recipe: Recipe) -> dict[str, Any]:
     return {
         "seed": recipe.seed,
         "stages": [
-            [s.name, s.kind, [str(f.path) + (f" [{f.obs_filter}]" if f.obs_filter else "") for f in s.files], s.steps, s.n_genes, s.strategy, s.n_neighbors,
-             list(recipe.batch_shape(s)), dataclasses.asdict(s.masking)]
+            [s.name, s.kind, [str(f.path) + (f" [{f.obs_filter}]" if f.obs_filter else "") for f in s.files],
+             s.steps, s.n_genes, s.strategy, s.n_neighbors, list(recipe.batch_shape(s)), dataclasses.asdict(s.masking)]
             for s in recipe.stages
         ],
         "optimizer": dataclasses.asdict(recipe.optimizer),
