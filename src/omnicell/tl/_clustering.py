@@ -99,8 +99,7 @@ def evaluate_clustering(
     -------
     None, or a copy of ``adata`` when ``copy=True``. Writes
 
-    ``adata.obsp[use_rep + '_knn_connectivities']``, ``adata.obsp[use_rep + '_knn_distances']``,
-    ``adata.uns[use_rep + '_knn']``
+    ``adata.obsp[use_rep + '_knn_connectivities']``, ``obsp[use_rep + '_knn_distances']``, ``uns[use_rep + '_knn']``
         (without ``neighbors_key``) the kNN graph built, as ``sc.pp.neighbors(key_added=use_rep + '_knn')``.
     ``adata.obs[key_added]``
         Categorical Leiden clusters ('0', '1', ... by decreasing size) at the best resolution.

@@ -100,8 +100,7 @@ def spatial_domains(
     -------
     None, or a copy of ``adata`` when ``copy=True``. Writes
 
-    ``adata.obsp[use_rep + '_knn_connectivities']``, ``adata.obsp[use_rep + '_knn_distances']``,
-    ``adata.uns[use_rep + '_knn']``
+    ``adata.obsp[use_rep + '_knn_connectivities']``, ``obsp[use_rep + '_knn_distances']``, ``uns[use_rep + '_knn']``
         (without ``neighbors_key``) the kNN graph built, as ``sc.pp.neighbors(key_added=use_rep + '_knn')``.
     ``adata.obs[key_added]``
         Categorical domains ('0', '1', ... by decreasing size).
