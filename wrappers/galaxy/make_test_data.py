@@ -119,7 +119,9 @@ def main() -> None:
     oc.settings.progress_bar = False
     pbmc = _pbmc(32, 0)
     _write(pbmc, "pbmc_small.h5ad")
-    (HERE / "test-data" / "genes.txt").write_text("\n".join(pbmc.var_names[:40]) + "\n", encoding="utf-8")
+    # genes for embed-genes: 40 that the model's own tokenisation selects (embed_genes reads only those)
+    selected = oc.pp.tokenize(pbmc, MODEL, copy=True).var["omnicell_selected"].to_numpy(bool)
+    (HERE / "test-data" / "genes.txt").write_text("\n".join(pbmc.var_names[selected][:40]) + "\n", encoding="utf-8")
     embedded = _embedded(pbmc)
     # The tools reading these two use obsm only: 30 genes and no provenance keep the files small.
     _write(_slim(embedded), "pbmc_embedded.h5ad")
