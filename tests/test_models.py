@@ -212,8 +212,10 @@ def test_truncated_safetensors_names_the_file(tiny_dir, tmp_path):
     [
         ('{"single_cell": {"strategy": "random", "n_genes": 10}, "spatial": null}', r"single_cell\.strategy"),
         ('{"single_cell": {"strategy": "hvg", "n_genes": 0}}', r"single_cell\.n_genes"),
-        ('{"single_cell": {"strategy": "hvg", "n_genes": 8}, "spatial": {"strategy": "hvg", "n_genes": 8}}',
-         r"spatial\.n_neighbors is missing"),
+        (
+            '{"single_cell": {"strategy": "hvg", "n_genes": 8}, "spatial": {"strategy": "hvg", "n_genes": 8}}',
+            r"spatial\.n_neighbors is missing",
+        ),
         ("{not json", "not valid JSON"),
     ],
 )

@@ -55,10 +55,10 @@ class ModelSpec:
     files: dict[str, tuple[str, str]]
 
 
-_OFFICIAL_CODE = "https://raw.githubusercontent.com/BGIResearch/omnicell/fc2d818d1d78345f0c7ccf686f34caff5bbd846a/OmniCell/vocab"
-_OFFICIAL_WEIGHTS = (
-    "https://modelscope.cn/api/v1/models/PJSucas/OmniCell-v1/repo?Revision=9a33a49daa919237189909e4d9ba48117f3ca12f&FilePath="
+_OFFICIAL_CODE = (
+    "https://raw.githubusercontent.com/BGIResearch/omnicell/fc2d818d1d78345f0c7ccf686f34caff5bbd846a/OmniCell/vocab"
 )
+_OFFICIAL_WEIGHTS = "https://modelscope.cn/api/v1/models/PJSucas/OmniCell-v1/repo?Revision=9a33a49daa919237189909e4d9ba48117f3ca12f&FilePath="
 
 _REGISTRY: dict[str, ModelSpec] = {}
 

@@ -33,9 +33,9 @@ def test_matches_plain_rule(values):
         chosen = _per_cell(row, priority, zero_fill, 40)
         got = [c for c in columns[i] if c >= 0]
         assert got == chosen, i
-        assert (columns[i, len(chosen):] == -1).all()  # padding only at the end
+        assert (columns[i, len(chosen) :] == -1).all()  # padding only at the end
         np.testing.assert_array_equal(ranks[i, : len(chosen)], soft_rank(row[chosen][None])[0])
-        assert (ranks[i, len(chosen):] == 0).all()
+        assert (ranks[i, len(chosen) :] == 0).all()
 
 
 def test_priority_lookup_equals_reordered_columns():

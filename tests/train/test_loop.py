@@ -134,10 +134,14 @@ files = ["a.h5ad"]
             r"stages\[0\]\.steps must be an integer",
         ),
         ({"stages": [{"kind": "spatial", "steps": 1, "n_genes": 0, "files": ["a.h5ad"]}]}, r"stages\[0\]\.n_genes"),
-        ({"stages": [{"kind": "spatial", "steps": 1, "files": [{"path": "a.h5ad", "coord_scale": "x"}]}]},
-         r"stages\[0\]\.files\[0\]\.coord_scale"),
-        ({"stages": [{"kind": "spatial", "steps": 1, "files": ["a.h5ad"], "masking": {"nonzero": 1.5}}]},
-         r"stages\[0\]\.masking\.nonzero"),
+        (
+            {"stages": [{"kind": "spatial", "steps": 1, "files": [{"path": "a.h5ad", "coord_scale": "x"}]}]},
+            r"stages\[0\]\.files\[0\]\.coord_scale",
+        ),
+        (
+            {"stages": [{"kind": "spatial", "steps": 1, "files": ["a.h5ad"], "masking": {"nonzero": 1.5}}]},
+            r"stages\[0\]\.masking\.nonzero",
+        ),
         ({"stages": ["a.h5ad"]}, r"stages\[0\] must be a mapping"),
     ],
 )

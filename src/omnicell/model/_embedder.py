@@ -41,9 +41,7 @@ class MoEValueEmbedding(nn.Module):
         expert indices (B, T, k).
         """
         probabilities, top_indices = self.routing(gene_embedding)
-        sparse_weights = torch.zeros_like(probabilities).scatter(
-            -1, top_indices, probabilities.gather(-1, top_indices)
-        )
+        sparse_weights = torch.zeros_like(probabilities).scatter(-1, top_indices, probabilities.gather(-1, top_indices))
         shared = torch.stack([expert.weight[:, 0] for expert in self.shared_experts]).sum(0)
         routed_vectors = torch.stack([expert.weight[:, 0] for expert in self.routing_experts])
         direction = shared + sparse_weights.to(routed_vectors.dtype) @ routed_vectors

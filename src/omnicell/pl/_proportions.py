@@ -87,9 +87,7 @@ def proportions(
             raise KeyError(f"Types {missing} are not columns of obsm[{key!r}]; available: {list(table.columns)}.")
         table = table[list(types)]
     if groupby is not None:
-        return _stacked_bars(
-            adata, table, groupby, figsize=figsize, ax=ax, show=show, save=save, return_fig=return_fig
-        )
+        return _stacked_bars(adata, table, groupby, figsize=figsize, ax=ax, show=show, save=save, return_fig=return_fig)
     if not (vmax == "auto" or vmax is None or (isinstance(vmax, int | float) and vmax > 0)):
         raise ValueError(f"vmax must be 'auto' or a positive number, got {vmax!r}.")
     return _spatial_panels(
@@ -112,7 +110,18 @@ def _proportion_table(adata: AnnData, key: str) -> pd.DataFrame:
 
 
 def _spatial_panels(
-    adata: AnnData, table: pd.DataFrame, *, spatial_key, cmap, vmax, ncols, size, figsize, show, save, return_fig,
+    adata: AnnData,
+    table: pd.DataFrame,
+    *,
+    spatial_key,
+    cmap,
+    vmax,
+    ncols,
+    size,
+    figsize,
+    show,
+    save,
+    return_fig,
     **kwds,
 ):
     import matplotlib.pyplot as plt

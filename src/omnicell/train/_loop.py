@@ -49,6 +49,7 @@ def _peak_tflops(device: torch.device) -> float | None:
     name = torch.cuda.get_device_name(device)
     return next((peak for key, peak in _PEAK_TFLOPS.items() if key in name), None)
 
+
 StepBatches = tuple[list[MaskedBatch], list[int], int]
 """This process's masked micro-batches of a step, their ids in the global batch, the number of micro-batches."""
 

@@ -36,6 +36,7 @@ __all__ = ["initialize_weights", "pretrain", "step_batches"]
 
 logger = logging.getLogger("omnicell")
 
+
 def initialize_weights(network: OmniCell, std: float) -> None:
     """Draw every linear, embedding and expert weight from ``N(0, std)`` (norm gains and ``output.W`` kept)."""
     if not std > 0:
@@ -223,8 +224,14 @@ class _Run:
             network = OmniCell(config, attention_backend=settings.attention_backend)
             if section.init_std is not None:
                 initialize_weights(network, float(section.init_std))
-        return OmniCellModel(network, vocab, name=self.recipe.name, sha256=weights_sha256(network), source="pretrain",
-                             tokenization=self.tokenization())
+        return OmniCellModel(
+            network,
+            vocab,
+            name=self.recipe.name,
+            sha256=weights_sha256(network),
+            source="pretrain",
+            tokenization=self.tokenization(),
+        )
 
     def _stream_for(self, stage_index: int, model) -> CellStream:
         if self.stream_stage != stage_index:
@@ -298,7 +305,11 @@ class _Run:
                 )  # fmt: skip
             loaded = load(folder, device="cpu")
             model = OmniCellModel(
-                loaded.network, loaded.vocab, name=recipe.name, sha256=loaded.sha256, source="pretrain",
+                loaded.network,
+                loaded.vocab,
+                name=recipe.name,
+                sha256=loaded.sha256,
+                source="pretrain",
                 tokenization=self.tokenization(),
             )
             model.network.train()
@@ -353,7 +364,11 @@ class _Run:
             final.save(self.output / "model", overwrite=True, card=_card(recipe, total, last))
         context.barrier()
         return OmniCellModel(
-            model.network, model.vocab, name=recipe.name, sha256=weights_sha256(model.network), source=str(self.output),
+            model.network,
+            model.vocab,
+            name=recipe.name,
+            sha256=weights_sha256(model.network),
+            source=str(self.output),
             tokenization=self.tokenization(),
         )
 
