@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -150,36 +151,55 @@ def build_batch(
     a block's content never depends on the other cells of the batch.
     """
     n_cells, n_genes = soft_ranks.shape
-    block_length = n_genes + 2
-    # One extra all-padding block (row n_cells) stands in for missing neighbours.
-    real = np.zeros((n_cells + 1, block_length), dtype=bool)
-    real[:n_cells] = True
-    real[:n_cells, 1:-1] = np.broadcast_to(gene_tokens, (n_cells, n_genes)) >= 0
-    gene_slot = real.copy()
-    gene_slot[:, [0, -1]] = False
-    tokens = np.zeros((n_cells + 1, block_length), dtype=np.int64)
-    tokens[:, 0], tokens[:, -1] = rna_start, rna_end
-    tokens[:n_cells, 1:-1] = np.maximum(gene_tokens, 0)
-    values = np.zeros((n_cells + 1, block_length), dtype=np.float32)
-    values[:n_cells, 1:-1] = np.where(gene_slot[:n_cells, 1:-1], soft_ranks, 0.0)
-
-    windows = np.where(windows >= 0, windows, n_cells)
     batch, n_blocks = windows.shape
-    cell_index = np.where(gene_slot[windows], np.arange(n_blocks)[None, :, None], -1).reshape(batch, -1)
-    padding_mask = real[windows].reshape(batch, -1)
+    length = n_blocks * (n_genes + 2)
+    tokens = np.empty((batch, length), dtype=np.int64)
+    values = np.empty((batch, length), dtype=np.float32)
+    padding_mask = np.empty((batch, length), dtype=bool)
+    cell_index = np.empty((batch, length), dtype=np.int64)
+    _assemble(np.broadcast_to(gene_tokens, (n_cells, n_genes)), soft_ranks, windows, rna_start, rna_end,
+              tokens, values, padding_mask, cell_index)  # fmt: skip
     positions = None
     if coordinates is not None:
-        per_cell = np.zeros((n_cells + 1, 2), dtype=np.float32)
+        per_cell = np.zeros((n_cells + 1, 2), dtype=np.float32)  # row n_cells: missing neighbours
         per_cell[:n_cells] = coordinates
-        positions = np.repeat(per_cell[windows], block_length, axis=1)
+        positions = np.repeat(per_cell[np.where(windows >= 0, windows, n_cells)], n_genes + 2, axis=1)
     return TokenBatch(
-        tokens=tokens[windows].reshape(batch, -1),
-        values=values[windows].reshape(batch, -1),
+        tokens=tokens,
+        values=values,
         positions=positions,
         cell_index=cell_index,
         n_blocks=n_blocks,
         padding_mask=None if padding_mask.all() else padding_mask,
     )
+
+
+@numba.njit(cache=True)
+def _assemble(
+    gene_tokens, soft_ranks, windows, rna_start, rna_end, tokens, values, padding_mask, cell_index
+):  # pragma: no cover - compiled
+    """Write the sequences of ``windows`` into the (B, T) outputs, one pass (see :func:`build_batch`)."""
+    n_genes = gene_tokens.shape[1]
+    for b in range(windows.shape[0]):
+        for w in range(windows.shape[1]):
+            cell = windows[b, w]
+            first = w * (n_genes + 2)
+            if cell < 0:  # a missing neighbour: an all-padding block
+                tokens[b, first : first + n_genes + 2] = 0
+                values[b, first : first + n_genes + 2] = 0.0
+                padding_mask[b, first : first + n_genes + 2] = False
+                cell_index[b, first : first + n_genes + 2] = -1
+                continue
+            tokens[b, first], tokens[b, first + n_genes + 1] = rna_start, rna_end
+            for slot in (first, first + n_genes + 1):
+                values[b, slot], padding_mask[b, slot], cell_index[b, slot] = 0.0, True, -1
+            for k in range(n_genes):
+                token = gene_tokens[cell, k]
+                real = token >= 0
+                tokens[b, first + 1 + k] = token if real else 0
+                values[b, first + 1 + k] = soft_ranks[cell, k] if real else 0.0
+                padding_mask[b, first + 1 + k] = real
+                cell_index[b, first + 1 + k] = w if real else -1
 
 
 def batch_for_cells(
@@ -234,13 +254,13 @@ def batch_for_cells(
         # rows are read with the matrix's own columns and mapped through a lookup (no column reorder).
         rest = np.setdiff1d(np.arange(len(columns)), zero_fill, assume_unique=True)
         priority_order = np.concatenate([zero_fill, rest])
-        lookup = np.full(matrix.shape[1], -1, dtype=np.int64)
+        lookup = np.full(matrix.shape[1], -1, dtype=np.int32)  # 32 bits: token ids and gene counts fit, caches like it
         lookup[columns[priority_order]] = np.arange(len(priority_order))
         block = read_rows(matrix, cells)
         if not (np.isfinite(block.data).all() and (block.data >= 0).all()):  # only candidates must be valid
             check_values(block.data[lookup[block.indices] >= 0], where=where)
-        chosen, ranks = expressed_first(block, len(zero_fill), int(n_genes or len(columns)), priority=lookup)
-        cell_tokens = np.where(chosen >= 0, gene_tokens[priority_order][chosen], -1)
+        cell_tokens, ranks = expressed_first(block, len(zero_fill), int(n_genes or len(columns)), priority=lookup,
+                                             labels=gene_tokens[priority_order].astype(np.int32))  # fmt: skip
     return build_batch(
         ranks,
         cell_tokens,

@@ -1,7 +1,13 @@
-"""The paper's per-cell gene choice: expressed genes first, then highly variable zero genes."""
+"""The paper's per-cell gene choice: expressed genes first, then highly variable zero genes.
+
+The order of a cell's expressed genes comes from one row-wise ``np.sort`` of integer keys (numpy's
+vectorised sort); the passes before and after it (building the keys, soft ranks, zero fill) are
+per-cell loops compiled with numba (a dependency of scanpy), which touch each entry once.
+"""
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -9,7 +15,13 @@ __all__ = ["expressed_first"]
 
 
 def expressed_first(
-    block: sp.csr_matrix, n_fill: int, n_genes: int, *, high: float = 5.0, priority: np.ndarray | None = None
+    block: sp.csr_matrix,
+    n_fill: int,
+    n_genes: int,
+    *,
+    high: float = 5.0,
+    priority: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The paper's per-cell gene choice with soft ranks, vectorised over the cells of ``block``.
 
@@ -32,87 +44,127 @@ def expressed_first(
     priority
         If given, ``block`` holds the matrix's own columns and ``priority[c]`` is the candidate
         index of column ``c`` (-1: not a candidate), so the columns need not be reordered first.
+    labels
+        If given, ``labels[k]`` (an integer, e.g. the token id of candidate ``k``) is returned
+        in place of the candidate index ``k``.
 
     Returns
     -------
-    Candidate indices (n_cells, L) with -1 where a cell has fewer than ``L`` genes to show (always
-    at the end), and their soft ranks (0 there); ``L = min(n_genes, C)``.
+    Candidate indices (or their ``labels``), (n_cells, L), with -1 where a cell has fewer than
+    ``L`` genes to show (always at the end), and their soft ranks (0 there); ``L = min(n_genes, C)``.
     """
     block = sp.csr_matrix(block)
     n_cells, n_candidates = block.shape
-    if priority is not None:
+    if priority is None:
+        priority = np.arange(n_candidates, dtype=np.int32)
+    else:
+        priority = np.asarray(priority)
         n_candidates = int(priority.max()) + 1 if len(priority) else 0
     length = min(n_genes, n_candidates)
-    rows, cols, vals = _sorted_entries(block, priority)
-    all_rows, all_cols = rows, cols  # every expressed candidate, before truncation
-    counts = np.bincount(rows, minlength=n_cells)
-    starts = np.cumsum(counts) - counts
-    rank = np.arange(len(rows)) - starts[rows]
-    if counts.max(initial=0) > length:  # some cells express more genes than fit: keep their top ones
-        kept = rank < length
-        rows, cols, vals, rank = rows[kept], cols[kept], vals[kept], rank[kept]
-    n_expressed = np.minimum(counts, length)
-
-    # Soft rank of the kept values: distinct values in descending order, 0 as the lowest level.
-    new_level = np.ones(len(vals), dtype=bool)
-    new_level[1:] = (rows[1:] != rows[:-1]) | (vals[1:] != vals[:-1])
-    descending_level = np.cumsum(new_level)
-    kept_starts = np.cumsum(n_expressed) - n_expressed
-    descending_level = descending_level - descending_level[kept_starts[rows]]  # 0 for the largest value
-    n_levels = np.zeros(n_cells, dtype=np.int64)  # distinct non-zero values per cell
-    last = kept_starts + n_expressed - 1
-    has_any = n_expressed > 0
-    n_levels[has_any] = descending_level[last[has_any]] + 1
-    columns = np.full((n_cells, length), -1, dtype=np.int64)
-    soft = np.zeros((n_cells, length), dtype=np.float32)
-    flat = rows * length + rank
-    columns.reshape(-1)[flat] = cols
-    levels = n_levels[rows]
-    soft.reshape(-1)[flat] = high * (levels - descending_level) / levels
-
-    # Zero genes: the fill genes a cell does not express (truncated expressed genes included).
-    n_fill = min(n_fill, n_candidates)
-    if (n_expressed >= length).all():  # every cell is full with expressed genes
-        return columns, soft
-    expressed_fill = np.zeros((n_cells, n_fill), dtype=bool)
-    in_fill = all_cols < n_fill
-    expressed_fill[all_rows[in_fill], all_cols[in_fill]] = True
-    available = ~expressed_fill
-    position = np.cumsum(available, axis=1, dtype=np.int32) - 1 + n_expressed[:, None].astype(np.int32)
-    take = available & (position < length)
-    fill_rows, fill_genes = np.nonzero(take)
-    columns[fill_rows, position[fill_rows, fill_genes]] = fill_genes
+    keys, counts = _sorted_keys(block, priority, candidate_bits=max(n_candidates.bit_length(), 1))
+    if labels is None:
+        labels = np.arange(n_candidates, dtype=np.int32)
+    columns = np.empty((n_cells, length), dtype=labels.dtype)
+    soft = np.empty((n_cells, length), dtype=np.float32)
+    _choose(keys, counts, max(n_candidates.bit_length(), 1), min(n_fill, n_candidates), high, labels, columns, soft)
     return columns, soft
 
 
-def _sorted_entries(block: sp.csr_matrix, priority: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, candidate, value) of the positive entries, by cell, descending value, then candidate order.
+def _sorted_keys(block: sp.csr_matrix, priority: np.ndarray, *, candidate_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's positive candidate entries as integer keys, sorted: descending value, then candidate.
 
-    Non-negative float32 values order as their bit patterns, so where the values are float32 (counts
-    and most matrices) one integer key ``row | ~value | candidate`` holds all three and a single
-    ``np.sort`` of it (no argsort, no gathers) gives the order; the fields are read back from the
-    sorted keys. Other values, or keys that do not fit 64 bits, take a ``lexsort``.
+    A key is ``code << candidate_bits | candidate`` where the code orders like the values,
+    descending, and is equal for equal values: counts (integers below 2**16, tried first) are
+    read as they are, other float32 values by their bit pattern (non-negative floats order as
+    their bits), anything else by its rank among the distinct values. Returns the (n_cells,
+    width) keys, padded after each cell's entries with the largest key, and each cell's count.
     """
-    n_cells = block.shape[0]
-    rows = np.repeat(np.arange(n_cells, dtype=np.int64), np.diff(block.indptr))
-    cols, vals = block.indices.astype(np.int64), block.data
-    keep = vals > 0
-    if priority is not None:
-        cols = priority[cols]
-        keep &= cols >= 0
-    if not keep.all():
-        rows, cols, vals = rows[keep], cols[keep], vals[keep]
-    as_float32 = vals.astype(np.float32)
-    col_bits = max(int(cols.max(initial=0)).bit_length(), 1)
-    row_bits = max(int(n_cells - 1).bit_length(), 1)
-    if col_bits + row_bits + 31 <= 64 and (as_float32 == vals).all():
-        inverted = np.uint64(0x7FFFFFFF) - as_float32.view(np.uint32).astype(np.uint64)  # descending value
-        key = (rows.astype(np.uint64) << np.uint64(31 + col_bits)) | (inverted << np.uint64(col_bits))
-        key |= cols.astype(np.uint64)
-        key.sort()
-        rows = (key >> np.uint64(31 + col_bits)).astype(np.int64)
-        inverted = (key >> np.uint64(col_bits)) & np.uint64(0x7FFFFFFF)
-        values = (np.uint64(0x7FFFFFFF) - inverted).astype(np.uint32).view(np.float32)  # exact: they were float32
-        return rows, (key & np.uint64((1 << col_bits) - 1)).astype(np.int64), values
-    order = np.lexsort((cols, -vals, rows))
-    return rows[order], cols[order], vals[order]
+    data = block.data
+    for codes in ("counts", "float32", "ranks"):
+        if codes == "counts":
+            raw, top, code_bits = data, (1 << 16) - 1, 16
+        elif codes == "float32":
+            as_float32 = data.astype(np.float32)
+            if not (as_float32 == data).all():
+                continue
+            raw, top, code_bits = as_float32.view(np.uint32), 0x7FFFFFFF, 31
+        else:
+            distinct, inverse = np.unique(data, return_inverse=True)
+            raw, top, code_bits = inverse.astype(np.int64), len(distinct) - 1, max(len(distinct).bit_length(), 1)
+        key_type = np.int32 if code_bits + candidate_bits <= 31 else np.int64  # signed: numba mixes no signs
+        # Wide enough for every stored entry of a row; zeros and non-candidates just leave more padding.
+        keys = np.empty((block.shape[0], int(np.diff(block.indptr).max(initial=0))), dtype=key_type)
+        counts, exact = _write_keys(block.indptr, block.indices, data, raw, top, priority, candidate_bits,
+                                    codes == "counts", keys)  # fmt: skip
+        if exact:
+            keys.sort(axis=1)
+            return keys, counts
+    raise AssertionError("unreachable: ranks always fit")
+
+
+@numba.njit(cache=True)
+def _write_keys(
+    indptr, indices, data, raw, top, priority, candidate_bits, counts_only, keys
+):  # pragma: no cover - compiled
+    """``keys[row]``: ``(top - raw) << candidate_bits | candidate`` of each positive candidate entry, then padding.
+
+    Returns the count of each row, and False if ``counts_only`` and a value is not a count.
+    """
+    padding = np.iinfo(keys.dtype).max
+    counts = np.zeros(len(indptr) - 1, dtype=np.int64)
+    for row in range(len(indptr) - 1):
+        slot = 0
+        for j in range(indptr[row], indptr[row + 1]):
+            candidate = priority[indices[j]]
+            if data[j] > 0 and candidate >= 0:
+                if counts_only and (data[j] >= 65536 or data[j] != np.floor(data[j])):
+                    return counts, False
+                keys[row, slot] = ((top - np.int64(raw[j])) << candidate_bits) | candidate
+                slot += 1
+        keys[row, slot:] = padding
+        counts[row] = slot
+    return counts, True
+
+
+@numba.njit(cache=True)
+def _choose(keys, counts, candidate_bits, n_fill, high, labels, columns, soft):  # pragma: no cover - compiled
+    """From each cell's sorted keys: its expressed genes and their soft ranks, then its zero fill genes.
+
+    ``columns`` receives the ``labels`` of the chosen candidates, -1 after the last.
+    """
+    length = columns.shape[1]
+    mask = (1 << candidate_bits) - 1
+    expressed_fill = np.zeros(n_fill, dtype=np.bool_)
+    for row in range(keys.shape[0]):
+        n_expressed = min(counts[row], length)
+        # Soft rank: distinct values in descending order, 0 as the lowest level.
+        n_levels = 0
+        for j in range(n_expressed):
+            if j == 0 or (keys[row, j] >> candidate_bits) != (keys[row, j - 1] >> candidate_bits):
+                n_levels += 1
+        level = 0  # 0 for the largest value
+        for j in range(n_expressed):
+            if j > 0 and (keys[row, j] >> candidate_bits) != (keys[row, j - 1] >> candidate_bits):
+                level += 1
+            columns[row, j] = labels[keys[row, j] & mask]
+            soft[row, j] = high * (n_levels - level) / n_levels
+        columns[row, n_expressed:] = -1  # no gene (until filled below)
+        soft[row, n_expressed:] = 0.0
+        if n_expressed == length or n_fill == 0:
+            continue
+        # Zero genes: the fill genes the cell does not express (truncated expressed genes included).
+        for j in range(counts[row]):
+            candidate = keys[row, j] & mask
+            if candidate < n_fill:
+                expressed_fill[candidate] = True
+        slot = n_expressed
+        for gene in range(n_fill):
+            if slot == length:
+                break
+            if not expressed_fill[gene]:
+                columns[row, slot] = labels[gene]
+                slot += 1
+        for j in range(counts[row]):
+            candidate = keys[row, j] & mask
+            if candidate < n_fill:
+                expressed_fill[candidate] = False
