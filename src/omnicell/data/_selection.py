@@ -60,13 +60,13 @@ def expressed_first(
     else:
         priority = np.asarray(priority)
         n_candidates = int(priority.max()) + 1 if len(priority) else 0
-    length = min(n_genes, n_candidates)
-    keys, counts = _sorted_keys(block, priority, candidate_bits=max(n_candidates.bit_length(), 1))
+    length, candidate_bits = min(n_genes, n_candidates), max(n_candidates.bit_length(), 1)
+    keys, counts = _sorted_keys(block, priority, candidate_bits=candidate_bits)
     if labels is None:
         labels = np.arange(n_candidates, dtype=np.int32)
     columns = np.empty((n_cells, length), dtype=labels.dtype)
     soft = np.empty((n_cells, length), dtype=np.float32)
-    _choose(keys, counts, max(n_candidates.bit_length(), 1), min(n_fill, n_candidates), high, labels, columns, soft)
+    _choose(keys, counts, candidate_bits, min(n_fill, n_candidates), high, labels, columns, soft)
     return columns, soft
 
 
