@@ -17,11 +17,16 @@ def _per_cell(row: np.ndarray, priority: np.ndarray, zero_fill: np.ndarray, n_ge
     return chosen
 
 
-@pytest.mark.parametrize("values", ["counts", "float64"])
+@pytest.mark.parametrize("values", ["counts", "large counts", "float32", "float64"])
 def test_matches_plain_rule(values):
+    """Each way of coding values into sort keys gives the plain rule's genes, order and soft ranks."""
     rng = np.random.default_rng(0)
     counts = rng.poisson(rng.gamma(0.3, 1, size=(50, 1)) * rng.gamma(0.5, 1, size=(1, 80))).astype(float)
-    if values == "float64":  # not representable in float32: the lexsort path (ties kept exact)
+    if values == "large counts":  # integers beyond 16 bits: read as float32 bit patterns
+        counts[2:, :5] *= 100_000
+    elif values == "float32":  # normalised values that float32 holds exactly: their bit patterns
+        counts = np.where(counts > 0, np.log1p(counts).astype(np.float32), 0.0).astype(np.float32)
+    elif values == "float64":  # not representable in float32: ranks of the distinct values (ties kept exact)
         counts = np.where(counts > 0, counts + 1 / 3, 0.0)
     counts[0] = 0
     counts[1] = 1  # every gene expressed, all tied
@@ -50,6 +55,10 @@ def test_priority_lookup_equals_reordered_columns():
     looked_up = expressed_first(matrix, 25, 50, priority=lookup)
     np.testing.assert_array_equal(looked_up[0], reordered[0])
     np.testing.assert_array_equal(looked_up[1], reordered[1])
+    # labels= returns each chosen candidate's label (here a token id) instead of its index
+    tokens = rng.permutation(1000)[:90] + 7
+    labelled = expressed_first(matrix, 25, 50, priority=lookup, labels=tokens)
+    np.testing.assert_array_equal(labelled[0], np.where(reordered[0] >= 0, tokens[reordered[0]], -1))
 
 
 def test_padding_blocks_and_missing_neighbours():
