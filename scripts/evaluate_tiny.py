@@ -170,7 +170,7 @@ def main() -> None:
         cite = ad.read_h5ad(args.data / "cite_5k.h5ad")
         oc.pp.tokenize(cite, model, **spec["single_cell"])
         started = time.perf_counter()
-        oc.tl.fine_tune(cite, model, epochs=3, batch_size=16, lr=3e-4, validation_fraction=0.25, seed=0,
+        oc.tl.fine_tune(cite, model, epochs=3, batch_size=16, lr=3e-4, validation_fraction=0.25, random_state=0,
                         log=args.output / "fine_tune_cite_5k.csv")  # fmt: skip
         record = cite.uns["omnicell"]["fine_tune"]
         report["cite_5k_fine_tune"] = {
@@ -188,7 +188,8 @@ def main() -> None:
     before = omnicell_domains(section, model, options)
     started = time.perf_counter()
     tuned = oc.tl.fine_tune(section, model, spatial=True, epochs=args.starmap_epochs, batch_size=16, lr=3e-4,
-                            validation_fraction=0.1, seed=0, log=args.output / "fine_tune_starmap.csv")  # fmt: skip
+                            validation_fraction=0.1, random_state=0,
+                            log=args.output / "fine_tune_starmap.csv")  # fmt: skip
     seconds = time.perf_counter() - started
     record = section.uns["omnicell"]["fine_tune"]
     after = omnicell_domains(section, tuned, options)
