@@ -75,7 +75,8 @@ def summarise(values: list[float]) -> dict:
 def domain_scores(adata, key: str, *, seeds=SEEDS) -> dict[str, dict]:
     """ARI/NMI against obs['domain'] of three clusterings of obsm[key], each over ``seeds``.
 
-    ``leiden``: Leiden at as many domains as annotated (``oc.tl.spatial_domains``); ``kmeans``: k-means
+    ``leiden``: Leiden at as many domains as annotated (``oc.tl.spatial_domains``; ``leiden_n_domains``:
+    the count found: the closest one where no resolution gives exactly that many); ``kmeans``: k-means
     with that k; ``paper``: Leiden at the resolution of 0.1..1.0 maximising ARI + NMI
     (``oc.tl.evaluate_clustering``, the paper's protocol), with that resolution and cluster count.
     """
@@ -86,8 +87,8 @@ def domain_scores(adata, key: str, *, seeds=SEEDS) -> dict[str, dict]:
 
     labels = adata.obs["domain"].astype(str).to_numpy()
     k = len(set(labels))
-    names = ("leiden_ARI", "leiden_NMI", "kmeans_ARI", "kmeans_NMI", "paper_ARI", "paper_NMI", "paper_resolution",
-             "paper_n_clusters")  # fmt: skip
+    names = ("leiden_ARI", "leiden_NMI", "leiden_n_domains", "kmeans_ARI", "kmeans_NMI", "paper_ARI", "paper_NMI",
+             "paper_resolution", "paper_n_clusters")  # fmt: skip
     runs: dict[str, list] = {name: [] for name in names}
     for seed in seeds:
         oc.tl.spatial_domains(adata, n_domains=k, use_rep=key, random_state=seed, key_added="_domain")
@@ -98,6 +99,7 @@ def domain_scores(adata, key: str, *, seeds=SEEDS) -> dict[str, dict]:
         best = adata.uns["omnicell"]["evaluate_clustering"]
         runs["leiden_ARI"].append(adjusted_rand_score(labels, leiden))
         runs["leiden_NMI"].append(normalized_mutual_info_score(labels, leiden))
+        runs["leiden_n_domains"].append(adata.uns["omnicell"]["spatial_domains"]["n_domains_found"])
         runs["kmeans_ARI"].append(adjusted_rand_score(labels, kmeans))
         runs["kmeans_NMI"].append(normalized_mutual_info_score(labels, kmeans))
         runs["paper_ARI"].append(best["ari"])
@@ -130,10 +132,11 @@ def pca_domains(adata) -> dict[str, dict]:
 
 def domain_table(rows: dict[str, dict]) -> str:
     """One line per representation: mean +- sd of each figure over the seeds."""
-    figures = ("leiden_ARI", "leiden_NMI", "kmeans_ARI", "kmeans_NMI", "paper_ARI", "paper_NMI", "paper_resolution")
-    lines = ["representation".ljust(28) + "".join(name.rjust(17) for name in figures)]
+    figures = ("leiden_ARI", "leiden_NMI", "leiden_n_domains", "kmeans_ARI", "kmeans_NMI", "paper_ARI", "paper_NMI",
+               "paper_resolution", "paper_n_clusters")  # fmt: skip
+    lines = ["representation".ljust(28) + "".join(name.rjust(15) for name in figures)]
     for name, scores in rows.items():
-        cells = "".join(f"{scores[f]['mean']:.3f} +- {scores[f]['sd']:.3f}".rjust(17) for f in figures)
+        cells = "".join(f"{scores[f]['mean']:.3f} +- {scores[f]['sd']:.3f}".rjust(15) for f in figures)
         lines.append(name.ljust(28) + cells)
     return "\n".join(lines)
 
