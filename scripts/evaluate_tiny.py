@@ -134,9 +134,10 @@ def domain_table(rows: dict[str, dict]) -> str:
     """One line per representation: mean +- sd of each figure over the seeds."""
     figures = ("leiden_ARI", "leiden_NMI", "leiden_n_domains", "kmeans_ARI", "kmeans_NMI", "paper_ARI", "paper_NMI",
                "paper_resolution", "paper_n_clusters")  # fmt: skip
-    lines = ["representation".ljust(28) + "".join(name.rjust(15) for name in figures)]
+    width = {name: max(15, len(name) + 1) for name in figures}
+    lines = ["representation".ljust(28) + "".join(name.rjust(width[name]) for name in figures)]
     for name, scores in rows.items():
-        cells = "".join(f"{scores[f]['mean']:.3f} +- {scores[f]['sd']:.3f}".rjust(15) for f in figures)
+        cells = "".join(f"{scores[f]['mean']:.3f} +- {scores[f]['sd']:.3f}".rjust(width[f]) for f in figures)
         lines.append(name.ljust(28) + cells)
     return "\n".join(lines)
 
