@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from ._selection import expressed_first
-from ._softrank import soft_rank
+from ._softrank import soft_rank_selected
 
 __all__ = [
     "TokenBatch",
@@ -23,19 +23,7 @@ __all__ = [
 
 def read_csr(matrix, rows: np.ndarray, columns: np.ndarray) -> sp.csr_matrix:
     """``matrix[rows][:, columns]`` as a float64 CSR matrix, reading only the requested rows."""
-    unique_rows, inverse = np.unique(rows, return_inverse=True)
-    block = _compute(matrix[unique_rows])
-    if sp.issparse(block):
-        block = block.tocsr()
-    else:
-        block = np.asarray(block)
-        if block.dtype == np.float16:  # scipy's sparse matrices refuse float16
-            block = block.astype(np.float32)
-        block = sp.csr_matrix(block)
-    block = block[:, columns].astype(np.float64)
-    if len(unique_rows) == len(rows) and (unique_rows == rows).all():
-        return block
-    return block[inverse]
+    return read_rows(matrix, rows)[:, columns].astype(np.float64)
 
 
 def _compute(block):
@@ -47,10 +35,22 @@ def read_rows(matrix, rows: np.ndarray) -> sp.csr_matrix:
     """``matrix[rows]`` as a CSR matrix with all its columns, reading only the requested rows."""
     unique_rows, inverse = np.unique(rows, return_inverse=True)
     block = _compute(matrix[unique_rows])
-    block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
+    if sp.issparse(block):
+        block = block.tocsr()
+    else:
+        block = np.asarray(block)
+        if block.dtype == np.float16:  # scipy's sparse matrices refuse float16
+            block = block.astype(np.float32)
+        block = sp.csr_matrix(block)
     if len(unique_rows) == len(rows) and (unique_rows == rows).all():
         return block
     return block[inverse]
+
+
+def _check_selected(block: sp.csr_matrix, lookup: np.ndarray, *, where: str) -> None:
+    """:func:`check_values` on the entries of the columns ``lookup`` selects (only those are read)."""
+    if not (np.isfinite(block.data).all() and (block.data >= 0).all()):
+        check_values(block.data[lookup[block.indices] >= 0], where=where)
 
 
 def check_values(block: np.ndarray, *, where: str) -> None:
@@ -244,21 +244,20 @@ def batch_for_cells(
     cells, inverse = np.unique(members[present], return_inverse=True)
     windows = np.full(members.shape, -1, dtype=np.int64)
     windows[present] = inverse
-    if zero_fill is None:
-        # every cell reads every column (the released code's rule)
-        block = read_csr(matrix, cells, columns)
-        check_values(block, where=where)
-        ranks, cell_tokens = soft_rank(block), gene_tokens
-    else:
-        # Candidates in priority order: the fill genes first, then the others in their order. The
-        # rows are read with the matrix's own columns and mapped through a lookup (no column reorder).
-        rest = np.setdiff1d(np.arange(len(columns)), zero_fill, assume_unique=True)
-        priority_order = np.concatenate([zero_fill, rest])
-        lookup = np.full(matrix.shape[1], -1, dtype=np.int32)  # 32 bits: token ids and gene counts fit, caches like it
+    # The rows are read with the matrix's own columns and mapped through a lookup (no column copy).
+    # 32 bits: gene counts fit, and the lookup stays in cache.
+    lookup = np.full(matrix.shape[1], -1, dtype=np.int32)
+    block = read_rows(matrix, cells)
+    if zero_fill is None:  # every cell reads every column (the released code's rule)
+        lookup[columns] = np.arange(len(columns))
+        _check_selected(block, lookup, where=where)
+        ranks, cell_tokens = soft_rank_selected(block, lookup, len(columns)), gene_tokens
+    else:  # candidates in priority order: the fill genes first, then the others in their order
+        priority_order = np.concatenate(
+            [zero_fill, np.setdiff1d(np.arange(len(columns)), zero_fill, assume_unique=True)]
+        )
         lookup[columns[priority_order]] = np.arange(len(priority_order))
-        block = read_rows(matrix, cells)
-        if not (np.isfinite(block.data).all() and (block.data >= 0).all()):  # only candidates must be valid
-            check_values(block.data[lookup[block.indices] >= 0], where=where)
+        _check_selected(block, lookup, where=where)
         cell_tokens, ranks = expressed_first(block, len(zero_fill), int(n_genes or len(columns)), priority=lookup,
                                              labels=gene_tokens[priority_order].astype(np.int32))  # fmt: skip
     return build_batch(
