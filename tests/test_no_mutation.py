@@ -882,3 +882,44 @@ def test_provenance_is_kept_per_result_key(tiny_adata, tiny_model, tmp_path):
 
     assert get_record(adata, "embed_cells", key="X_full")["key_added"] == "X_full"
     adata.write_h5ad(tmp_path / "a.h5ad")  # still h5ad-writable
+
+
+def _negative(x):
+    x = np.array(x, dtype=np.float32)
+    x[2, :3] = -1.0
+    return x
+
+
+def _not_a_number(x):
+    x = np.array(x, dtype=np.float32)
+    x[4, 1] = np.nan
+    return x
+
+
+@pytest.mark.parametrize(
+    ("name", "make_x", "call", "match"),
+    [
+        ("negative values", _negative, lambda a, m: oc.pp.tokenize(a, m), "negative"),
+        ("NaN", _not_a_number, lambda a, m: oc.pp.tokenize(a, m), "NaN"),
+        ("sparse NaN", lambda x: sp.csr_matrix(_not_a_number(x)), lambda a, m: oc.pp.tokenize(a, m), "NaN"),
+        ("n_genes 0", np.asarray, lambda a, m: oc.pp.tokenize(a, m, n_genes=0), "n_genes"),
+        ("embed batch_size 0", np.asarray, lambda a, m: oc.tl.embed_cells(a, m, batch_size=0), "batch_size"),
+    ],
+)
+def test_backed_file_and_adata_are_left_as_they_were(name, make_x, call, match, tiny_adata, tiny_model, tmp_path):
+    """A backed AnnData (X read from disk chunk by chunk): the error comes first, the file is byte-identical."""
+    import hashlib
+
+    import anndata as ad
+
+    tiny_adata.X = make_x(tiny_adata.X)
+    path = tmp_path / "cells.h5ad"
+    tiny_adata.write_h5ad(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    adata = ad.read_h5ad(path, backed="r")
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match=match):
+        call(adata, tiny_model)
+    assert_unchanged(before, adata)
+    adata.file.close()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{name}: the file on disk changed"
