@@ -63,6 +63,8 @@ def spatial_options(spec: dict, coords) -> dict:
 
 
 SEEDS = (0, 1, 2, 3, 4)
+FIGURES = ("leiden_ARI", "leiden_NMI", "leiden_n_domains", "kmeans_ARI", "kmeans_NMI", "paper_ARI", "paper_NMI",
+           "paper_resolution", "paper_n_clusters")  # fmt: skip
 
 
 def summarise(values: list[float]) -> dict:
@@ -87,9 +89,7 @@ def domain_scores(adata, key: str, *, seeds=SEEDS) -> dict[str, dict]:
 
     labels = adata.obs["domain"].astype(str).to_numpy()
     k = len(set(labels))
-    names = ("leiden_ARI", "leiden_NMI", "leiden_n_domains", "kmeans_ARI", "kmeans_NMI", "paper_ARI", "paper_NMI",
-             "paper_resolution", "paper_n_clusters")  # fmt: skip
-    runs: dict[str, list] = {name: [] for name in names}
+    runs: dict[str, list] = {name: [] for name in FIGURES}
     for seed in seeds:
         oc.tl.spatial_domains(adata, n_domains=k, use_rep=key, random_state=seed, key_added="_domain")
         leiden = adata.obs.pop("_domain").astype(str).to_numpy()
@@ -132,12 +132,10 @@ def pca_domains(adata) -> dict[str, dict]:
 
 def domain_table(rows: dict[str, dict]) -> str:
     """One line per representation: mean +- sd of each figure over the seeds."""
-    figures = ("leiden_ARI", "leiden_NMI", "leiden_n_domains", "kmeans_ARI", "kmeans_NMI", "paper_ARI", "paper_NMI",
-               "paper_resolution", "paper_n_clusters")  # fmt: skip
-    width = {name: max(15, len(name) + 1) for name in figures}
-    lines = ["representation".ljust(28) + "".join(name.rjust(width[name]) for name in figures)]
+    width = {name: max(15, len(name) + 1) for name in FIGURES}
+    lines = ["representation".ljust(28) + "".join(name.rjust(width[name]) for name in FIGURES)]
     for name, scores in rows.items():
-        cells = "".join(f"{scores[f]['mean']:.3f} +- {scores[f]['sd']:.3f}".rjust(width[f]) for f in figures)
+        cells = "".join(f"{scores[f]['mean']:.3f} +- {scores[f]['sd']:.3f}".rjust(width[f]) for f in FIGURES)
         lines.append(name.ljust(28) + cells)
     return "\n".join(lines)
 
