@@ -34,6 +34,13 @@ device
 precision
     ``"auto"`` runs bfloat16 autocast on CUDA and float32 elsewhere; ``"float32"``,
     ``"bfloat16"`` or ``"float16"`` force one. Pooling and projections are always float32.""",
+    "doc_neighbors_key": """\
+neighbors_key
+    Reuse a kNN graph instead of building one: a key as ``sc.pp.neighbors`` writes it
+    (``'neighbors'``, or its ``key_added``) or squidpy-style (``'knn9'`` ->
+    ``obsp['knn9_connectivities']``); ``n_neighbors`` and ``metric`` are then ignored. None
+    builds the graph and stores it as ``sc.pp.neighbors(key_added=use_rep + '_knn')`` would
+    (``obsp[use_rep + '_knn_connectivities']``, ``..._distances``, ``uns[use_rep + '_knn']``).""",
     "doc_mod": """\
 mod
     Modality of a MuData to use; results are written into it.""",

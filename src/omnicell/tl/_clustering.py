@@ -78,12 +78,7 @@ def evaluate_clustering(
         Neighbours of the kNN graph.
     metric
         Distance of the kNN search (see :func:`scanpy.pp.neighbors`).
-    neighbors_key
-        Reuse a kNN graph instead of building one: a key as ``sc.pp.neighbors`` writes it
-        (``'neighbors'``, or its ``key_added``) or squidpy-style (``'knn9'`` ->
-        ``obsp['knn9_connectivities']``); ``n_neighbors`` and ``metric`` are then ignored. None
-        builds the graph and stores it as ``sc.pp.neighbors(key_added=use_rep + '_knn')`` would
-        (``obsp[use_rep + '_knn_connectivities']``, ``..._distances``, ``uns[use_rep + '_knn']``).
+    {doc_neighbors_key}
     select
         What the best resolution maximises: ``'ari+nmi'`` (their sum, as the paper does for
         spatial domains), ``'ari'`` or ``'nmi'``. Ties go to the smaller resolution.

@@ -80,12 +80,7 @@ def spatial_domains(
         Neighbours of the kNN graph in representation space.
     metric
         Distance of the kNN search (see :func:`scanpy.pp.neighbors`).
-    neighbors_key
-        Reuse a kNN graph instead of building one: a key as ``sc.pp.neighbors`` writes it
-        (``'neighbors'``, or its ``key_added``) or squidpy-style (``'knn9'`` ->
-        ``obsp['knn9_connectivities']``); ``n_neighbors`` and ``metric`` are then ignored. None
-        builds the graph and stores it as ``sc.pp.neighbors(key_added=use_rep + '_knn')`` would
-        (``obsp[use_rep + '_knn_connectivities']``, ``..._distances``, ``uns[use_rep + '_knn']``).
+    {doc_neighbors_key}
     max_steps
         Most Leiden runs of the resolution search.
     random_state
