@@ -214,25 +214,29 @@ def expression_source(adata: AnnData, *, layer: str | None, use_raw: bool) -> tu
 
 def check_unique_var_names(names: pd.Index, label: str = "adata.var_names") -> None:
     """Duplicate gene names make token assignment ambiguous: refuse them."""
-    duplicated = names[names.duplicated()]
-    if len(duplicated):
-        examples = ", ".join(map(str, pd.unique(duplicated)[:5]))
-        raise ValueError(
-            f"{label} has {len(duplicated)} duplicate names (e.g. {examples}). Make them unique "
-            "(adata.var_names_make_unique()) or sum the duplicated genes, then try again."
-        )
+    _refuse_duplicates(
+        names,
+        label,
+        ". Make them unique (adata.var_names_make_unique()) or sum the duplicated genes, then try again.",
+    )
 
 
 def check_unique_obs_names(names: pd.Index) -> None:
     """Spatial neighbours refer to cells by position and name: duplicate names are refused."""
+    _refuse_duplicates(
+        names,
+        "adata.obs_names",
+        "; spatial neighbours need unique cell names. Run adata.obs_names_make_unique() first (after "
+        "concatenating sections, ad.concat(..., index_unique='-') does it).",
+    )
+
+
+def _refuse_duplicates(names: pd.Index, label: str, remedy: str) -> None:
+    """ValueError naming how many of ``names`` are duplicated, a few examples, then ``remedy``."""
     duplicated = names[names.duplicated()]
     if len(duplicated):
         examples = ", ".join(map(str, pd.unique(duplicated)[:5]))
-        raise ValueError(
-            f"adata.obs_names has {len(duplicated)} duplicate names (e.g. {examples}); spatial neighbours need "
-            "unique cell names. Run adata.obs_names_make_unique() first (after concatenating sections, "
-            "ad.concat(..., index_unique='-') does it)."
-        )
+        raise ValueError(f"{label} has {len(duplicated)} duplicate names (e.g. {examples}){remedy}")
 
 
 def describe_var_names(var: pd.DataFrame) -> str:
