@@ -35,9 +35,9 @@ from __future__ import annotations
 import os
 import sys
 
-# Keep this folder off the import path (benchmarks/tokenize.py shadows the standard library).
+# This folder goes last on the import path (benchmarks/tokenize.py shadows the standard library).
 _here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _here]
+sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _here] + [_here]
 
 import argparse
 import importlib.util
@@ -49,8 +49,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import torch
+
+from _synthetic import synthetic_counts
 
 try:
     import omnicell as oc
@@ -64,15 +65,8 @@ SPECIAL = ("<RNA_START>", "<RNA_END>", "<ATAC_START>", "<ATAC_END>")
 def synthetic_h5ad(path: Path, n_cells: int, n_genes: int, expressed: int, section_size: int, seed: int) -> None:
     import anndata as ad
 
-    rng = np.random.default_rng(seed)
-    weight = rng.gamma(0.5, 1.0, size=n_genes)
-    weight /= weight.sum()
-    columns = np.sort(rng.choice(n_genes, size=(n_cells, expressed), p=weight), axis=1)
-    keep = np.ones_like(columns, dtype=bool)
-    keep[:, 1:] = columns[:, 1:] != columns[:, :-1]
-    indptr = np.concatenate([[0], np.cumsum(keep.sum(1))])
-    data = rng.geometric(0.4, size=int(indptr[-1])).astype(np.float32)
-    adata = ad.AnnData(X=sp.csr_matrix((data, columns[keep], indptr), shape=(n_cells, n_genes)))
+    adata = ad.AnnData(X=synthetic_counts(n_cells, n_genes, expressed, seed=seed, chunk=max(n_cells, 1)))
+    rng = np.random.default_rng(seed + 1)  # the coordinates
     adata.var_names = [f"ENSG{i:011d}" for i in range(n_genes)]
     adata.obs_names = [f"cell{i}" for i in range(n_cells)]
     adata.obsm["spatial"] = rng.uniform(0, 1000, size=(n_cells, 2))

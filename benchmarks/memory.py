@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 import sys
 
-# benchmarks/tokenize.py shadows the standard library's tokenize module: keep this folder off the path.
+# benchmarks/tokenize.py shadows the standard library's tokenize module: this folder goes last on the path.
 _here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _here]
+sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _here] + [_here]
 
 import argparse
 import json
@@ -30,8 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import scipy.sparse as sp
+from _synthetic import synthetic_counts
 
 N_SPECIAL = ("<RNA_START>", "<RNA_END>", "<ATAC_START>", "<ATAC_END>")
 
@@ -56,25 +55,6 @@ started = time.perf_counter()
 status = omnicell.cli.main(sys.argv[1:])
 print("RESULT", status, time.perf_counter() - started, peak_mib(), baseline)
 """
-
-
-def synthetic_counts(
-    n_cells: int, n_genes: int, expressed: int, *, seed: int = 0, chunk: int = 10_000
-) -> sp.csr_matrix:
-    """Sparse counts with about ``expressed`` distinct genes per cell and gene-specific means."""
-    rng = np.random.default_rng(seed)
-    gene_weight = rng.gamma(0.5, 1.0, size=n_genes)
-    gene_weight /= gene_weight.sum()
-    pieces = []
-    for start in range(0, n_cells, chunk):
-        rows = min(chunk, n_cells - start)
-        columns = np.sort(rng.choice(n_genes, size=(rows, expressed), p=gene_weight), axis=1)
-        keep = np.ones_like(columns, dtype=bool)
-        keep[:, 1:] = columns[:, 1:] != columns[:, :-1]
-        indptr = np.concatenate([[0], np.cumsum(keep.sum(1))])
-        data = rng.geometric(0.4, size=int(indptr[-1])).astype(np.float32)
-        pieces.append(sp.csr_matrix((data, columns[keep], indptr), shape=(rows, n_genes)))
-    return sp.vstack(pieces, format="csr")
 
 
 def write_model(folder: Path, genes: list[str], n_genes: int) -> Path:

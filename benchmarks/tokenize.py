@@ -23,9 +23,10 @@ import os
 import sys
 
 # This file shares its name with the standard library's ``tokenize`` module, which numpy and
-# others import: keep this folder off the import path so they find the real one.
+# others import: put this folder last on the import path so they find the real one (and this
+# script still finds _synthetic.py beside it).
 _here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _here]
+sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _here] + [_here]
 
 import argparse
 import json
@@ -38,27 +39,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from _synthetic import synthetic_counts
+
 N_SPECIAL = ("<RNA_START>", "<RNA_END>", "<ATAC_START>", "<ATAC_END>")
-
-
-def synthetic_counts(
-    n_cells: int, n_genes: int, expressed: int, *, seed: int = 0, chunk: int = 10_000
-) -> sp.csr_matrix:
-    """Sparse counts with about ``expressed`` distinct genes per cell and gene-specific means."""
-    rng = np.random.default_rng(seed)
-    gene_weight = rng.gamma(0.5, 1.0, size=n_genes)
-    gene_weight /= gene_weight.sum()
-    pieces = []
-    for start in range(0, n_cells, chunk):
-        rows = min(chunk, n_cells - start)
-        columns = np.sort(rng.choice(n_genes, size=(rows, expressed), p=gene_weight), axis=1)
-        keep = np.ones_like(columns, dtype=bool)
-        keep[:, 1:] = columns[:, 1:] != columns[:, :-1]
-        counts_per_row = keep.sum(1)
-        indptr = np.concatenate([[0], np.cumsum(counts_per_row)])
-        data = rng.geometric(0.4, size=int(indptr[-1])).astype(np.float32)
-        pieces.append(sp.csr_matrix((data, columns[keep], indptr), shape=(rows, n_genes)))
-    return sp.vstack(pieces, format="csr")
 
 
 def per_cell_official(matrix: sp.csr_matrix, columns: np.ndarray, gene_tokens: np.ndarray, rows: np.ndarray) -> list:
