@@ -80,26 +80,26 @@ def _sorted_keys(block: sp.csr_matrix, priority: np.ndarray, *, candidate_bits: 
     width) keys, padded after each cell's entries with the largest key, and each cell's count.
     """
     data = block.data
-    for codes in ("counts", "float32", "ranks"):
-        if codes == "counts":
-            raw, top, code_bits = data, (1 << 16) - 1, 16
-        elif codes == "float32":
-            as_float32 = data.astype(np.float32)
-            if not (as_float32 == data).all():
-                continue
-            raw, top, code_bits = as_float32.view(np.uint32), 0x7FFFFFFF, 31
-        else:
-            distinct, inverse = np.unique(data, return_inverse=True)
-            raw, top, code_bits = inverse.astype(np.int64), len(distinct) - 1, max(len(distinct).bit_length(), 1)
+
+    def write(raw: np.ndarray, top: int, code_bits: int, *, counts_only: bool) -> tuple[np.ndarray, np.ndarray, bool]:
         key_type = np.int32 if code_bits + candidate_bits <= 31 else np.int64  # signed: numba mixes no signs
         # Wide enough for every stored entry of a row; zeros and non-candidates just leave more padding.
         keys = np.empty((block.shape[0], int(np.diff(block.indptr).max(initial=0))), dtype=key_type)
         counts, exact = _write_keys(block.indptr, block.indices, data, raw, top, priority, candidate_bits,
-                                    codes == "counts", keys)  # fmt: skip
-        if exact:
-            keys.sort(axis=1)
-            return keys, counts
-    raise AssertionError("unreachable: ranks always fit")
+                                    counts_only, keys)  # fmt: skip
+        return keys, counts, exact
+
+    keys, counts, exact = write(data, (1 << 16) - 1, 16, counts_only=True)  # checked while written
+    if not exact:  # not counts
+        as_float32 = data.astype(np.float32)
+        if (as_float32 == data).all():
+            keys, counts, _ = write(as_float32.view(np.uint32), 0x7FFFFFFF, 31, counts_only=False)
+        else:
+            distinct, inverse = np.unique(data, return_inverse=True)
+            code_bits = max(len(distinct).bit_length(), 1)
+            keys, counts, _ = write(inverse.astype(np.int64), len(distinct) - 1, code_bits, counts_only=False)
+    keys.sort(axis=1)
+    return keys, counts
 
 
 @numba.njit(cache=True)
