@@ -74,7 +74,7 @@ def synthetic_h5ad(path: Path, n_cells: int, n_genes: int, expressed: int, secti
     adata.write_h5ad(path)
 
 
-def model_flops(config: oc.model.OmniCellConfig, lengths: np.ndarray) -> float:
+def model_flops(config: oc.nn.OmniCellConfig, lengths: np.ndarray) -> float:
     """Matmul FLOPs of one forward over sequences of the given real lengths (as forward.py)."""
     d, h, r = config.d_model, int(config.hidden_dim), config.num_routing
     per_token = config.num_layers * (8 * d * d + 6 * d * h) + 2 * d * d + 4 * d * r
@@ -179,7 +179,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)  # missing neighbours, empty cells: expected here
 
     head_dim = args.d_model // args.heads
-    config = oc.model.OmniCellConfig(
+    config = oc.nn.OmniCellConfig(
         num_gene=args.genes + len(SPECIAL), d_model=args.d_model, heads=args.heads, dim=head_dim,
         num_layers=args.layers, hidden_dim=4 * args.d_model, dropout=0.0, token_per_cell=args.genes_per_cell,
     )  # fmt: skip
@@ -188,7 +188,7 @@ def main() -> None:
         {**{g: i for i, g in enumerate(genes)}, **{t: args.genes + i for i, t in enumerate(SPECIAL)}}
     )
     torch.manual_seed(0)
-    model = oc.models.OmniCellModel(oc.model.OmniCell(config), vocab, name="bench", sha256="-")
+    model = oc.models.OmniCellModel(oc.nn.OmniCell(config), vocab, name="bench", sha256="-")
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "cells.h5ad"
@@ -198,7 +198,7 @@ def main() -> None:
                 if backend == "triton" and (device.type != "cuda" or importlib.util.find_spec("triton") is None):
                     print(f"skip {backend}: needs CUDA and triton")
                     continue
-                if backend == "flash_attn" and (device.type != "cuda" or not oc.model.flash_attn_available()):
+                if backend == "flash_attn" and (device.type != "cuda" or not oc.nn.flash_attn_available()):
                     print(f"skip {backend}: needs CUDA and flash-attn")
                     continue
                 for packed in (True, False) if mode == "spatial-ragged" else (True,):

@@ -75,10 +75,10 @@ from typing import Any
 import torch
 
 try:
-    from omnicell.model import OmniCell, OmniCellConfig, flash_attn_available
+    from omnicell.nn import OmniCell, OmniCellConfig, flash_attn_available
 except ImportError:  # not installed: use the checkout this script lives in
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from omnicell.model import OmniCell, OmniCellConfig, flash_attn_available
+    from omnicell.nn import OmniCell, OmniCellConfig, flash_attn_available
 
 BACKENDS = ("sdpa", "eager", "flash_attn", "triton")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

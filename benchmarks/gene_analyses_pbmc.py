@@ -55,12 +55,12 @@ def random_model(n_genes: int, path: Path):
 
     tokens = {"<RNA_START>": 0, "<RNA_END>": 1, "<ATAC_START>": 2, "<ATAC_END>": 3}
     tokens.update({f"ENSG{i:011d}": i + 3 for i in range(1, n_genes + 1)})
-    config = oc.model.OmniCellConfig(
+    config = oc.nn.OmniCellConfig(
         num_gene=len(tokens), d_model=32, heads=4, num_layers=2, hidden_dim=64,
         num_shared=2, num_routing=6, topk=2, dim=8, token_per_cell=n_genes,
     )  # fmt: skip
     torch.manual_seed(0)
-    network = oc.model.OmniCell(config)
+    network = oc.nn.OmniCell(config)
     for parameter in network.parameters():
         if parameter.dim() > 1:
             torch.nn.init.normal_(parameter, std=0.2)

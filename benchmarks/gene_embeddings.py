@@ -111,7 +111,7 @@ def random_model(genes: list[str], path: Path, *, d_model: int, layers: int, see
 
     import omnicell as oc
     from omnicell.data import Vocabulary
-    from omnicell.model import OmniCell, OmniCellConfig
+    from omnicell.nn import OmniCell, OmniCellConfig
 
     tokens = {"<RNA_START>": 0, "<RNA_END>": 1, "<ATAC_START>": 2, "<ATAC_END>": 3}
     tokens.update({gene: i + 4 for i, gene in enumerate(genes)})
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     import omnicell as oc
-    from omnicell._loader import plan_inference
+    from omnicell._engine.plan import plan_inference
     from omnicell.tl._gene_states import collect_cell_gene_embeddings, gene_index
     from omnicell.tl._gpr_gnn import gcn_propagation, knn_kernel_graph
 

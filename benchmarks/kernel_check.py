@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 
 try:
-    from omnicell.model import OmniCell, OmniCellConfig, RotaryEmbedding2D
+    from omnicell.nn import OmniCell, OmniCellConfig, RotaryEmbedding2D
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from omnicell.model import OmniCell, OmniCellConfig, RotaryEmbedding2D
-from omnicell.model._triton_attention import rotary_attention
+    from omnicell.nn import OmniCell, OmniCellConfig, RotaryEmbedding2D
+from omnicell.nn._triton_attention import rotary_attention
 
 BOUNDS = {torch.float32: 1e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 

@@ -42,7 +42,7 @@ def peak_mib():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-import anndata, torch, omnicell, omnicell.cli, omnicell.pp, omnicell.tl, omnicell._embed_file
+import anndata, torch, omnicell, omnicell.cli, omnicell.pp, omnicell.tl, omnicell.cli._embed_file
 try:
     import tiledbsoma, dask.array
 except ImportError:
@@ -61,8 +61,8 @@ def write_model(folder: Path, genes: list[str], n_genes: int) -> Path:
     import torch
 
     from omnicell.data import Vocabulary
-    from omnicell.model import OmniCell, OmniCellConfig
     from omnicell.models import OmniCellModel
+    from omnicell.nn import OmniCell, OmniCellConfig
 
     vocab = Vocabulary({**{g: i for i, g in enumerate(genes)}, **{t: len(genes) + i for i, t in enumerate(N_SPECIAL)}})
     torch.manual_seed(0)

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 
 try:
-    from omnicell.model import OmniCell, OmniCellConfig
+    from omnicell.nn import OmniCell, OmniCellConfig
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from omnicell.model import OmniCell, OmniCellConfig
+    from omnicell.nn import OmniCell, OmniCellConfig
 
 
 def main() -> None:

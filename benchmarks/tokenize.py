@@ -178,8 +178,8 @@ def backed_memory(args: argparse.Namespace) -> list[dict]:
     import torch
 
     from omnicell.data import Vocabulary
-    from omnicell.model import OmniCell, OmniCellConfig
     from omnicell.models import OmniCellModel
+    from omnicell.nn import OmniCell, OmniCellConfig
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:

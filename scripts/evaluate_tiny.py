@@ -1,12 +1,12 @@
 """Figures for omnicell-tiny's model card: clustering vs PCA, fine-tuning on held-out / spatial data.
 
-    python scripts/evaluate_tiny.py --model src/omnicell/models_data/omnicell-tiny \
+    python scripts/evaluate_tiny.py --model src/omnicell/models/bundled/omnicell-tiny \
         --data /tmp/omnicell-tiny-data --output /tmp/omnicell-tiny-eval
 
 Writes ``evaluation.json`` (and the fine-tuning loss logs) into ``--output``:
 
 1. pbmc68k_reduced: Leiden ARI/NMI (best resolution of 0.1..1.0) of the omnicell embedding beside
-   expression PCA, through ``omnicell._demo.run_demo`` (the README's demo);
+   expression PCA, through ``omnicell.cli._demo.run_demo`` (the README's demo);
 2. held-out masked loss of ``cite_5k`` (PBMC CITE-seq 5k batch, never seen in pretraining) before
    and after ``oc.tl.fine_tune`` on 75% of its cells, measured on the other 25%;
 3. STARmap spatial domains, ARI/NMI against ``obs['domain']``, with the same clustering for every
@@ -46,7 +46,7 @@ def tokenization(model, model_ref) -> dict:
             "single_cell": {"strategy": carried.single_cell.strategy, "n_genes": carried.single_cell.n_genes},
             "spatial": None if spatial is None else dataclasses.asdict(spatial),
         }
-    from omnicell._demo import _model_folder
+    from omnicell.cli._demo import _model_folder
 
     folder = _model_folder(model_ref)
     return json.loads((folder / "tokenization.json").read_text())
@@ -142,7 +142,7 @@ def domain_table(rows: dict[str, dict]) -> str:
 
 def main() -> None:
     import omnicell as oc
-    from omnicell._demo import run_demo
+    from omnicell.cli._demo import run_demo
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="omnicell-tiny")

@@ -33,8 +33,8 @@ def principal_gene_axes(files, vocab, *, n_components: int, n_top_genes: int, se
     """(token ids, loadings) of the ``n_top_genes`` most variable vocabulary genes over the files."""
     import scanpy as sc
 
+    from omnicell.data import human_gene_ids
     from omnicell.data._genes import map_gene_names
-    from omnicell.train._vocab import human_gene_ids
 
     universe = human_gene_ids()
     genes = vocab.genes
@@ -65,9 +65,9 @@ def principal_gene_axes(files, vocab, *, n_components: int, n_top_genes: int, se
 
 def main() -> None:
     from omnicell.models import OmniCellModel
-    from omnicell.train._checkpoint import weights_sha256
     from omnicell.train._pretrain import _Run
     from omnicell.train._recipe import read_recipe
+    from omnicell.train._training_state import weights_sha256
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", type=Path, help="recipe whose model: section and single-cell files to use")

@@ -61,11 +61,11 @@ def official_vocab_model(tiny_dir) -> oc.models.OmniCellModel:
     if not vocabulary_file.exists():
         pytest.skip(f"official vocabulary not found at {vocabulary_file}")
     vocab = oc.data.Vocabulary.from_json(vocabulary_file)
-    config = oc.model.OmniCellConfig(
+    config = oc.nn.OmniCellConfig(
         d_model=8, heads=2, dim=4, num_layers=1, hidden_dim=16, num_shared=1, num_routing=2, topk=1
     )
     torch.manual_seed(0)
-    return oc.models.OmniCellModel(oc.model.OmniCell(config), vocab, name="random-official-vocab", sha256="none")
+    return oc.models.OmniCellModel(oc.nn.OmniCell(config), vocab, name="random-official-vocab", sha256="none")
 
 
 PBMC_GENE_IDS = "gene_id"
@@ -85,10 +85,10 @@ def pbmc_model(tmp_path_factory) -> oc.models.OmniCellModel:
     n_genes = sc.datasets.pbmc68k_reduced().n_vars
     tokens = {"<RNA_START>": 0, "<RNA_END>": 1, "<ATAC_START>": 2, "<ATAC_END>": 3}
     tokens.update({gene: i + 4 for i, gene in enumerate(_pbmc_gene_ids(n_genes))})
-    config = oc.model.OmniCellConfig(num_gene=len(tokens), d_model=32, heads=4, num_layers=2, hidden_dim=64,
+    config = oc.nn.OmniCellConfig(num_gene=len(tokens), d_model=32, heads=4, num_layers=2, hidden_dim=64,
                                      num_shared=2, num_routing=6, topk=2, dim=8, token_per_cell=200)  # fmt: skip
     torch.manual_seed(0)
-    network = oc.model.OmniCell(config)
+    network = oc.nn.OmniCell(config)
     for parameter in network.parameters():
         if parameter.dim() > 1:
             torch.nn.init.normal_(parameter, std=0.2)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import omnicell as oc
-from omnicell._batch_pipeline import auto_batch_size
+from omnicell._engine.pipeline import auto_batch_size
 
 
 @pytest.mark.parametrize("spatial", [False, True])

@@ -1,4 +1,4 @@
-"""omnicell._io.atomic_output: no partial output and no hidden temporary, also when killed."""
+"""omnicell._core.atomic.atomic_output: no partial output and no hidden temporary, also when killed."""
 
 import signal
 import subprocess
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from omnicell._io import atomic_output
+from omnicell._core.atomic import atomic_output
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -75,7 +75,7 @@ def test_killed_during_write_leaves_no_temporary(tmp_path, signum, directory):
         import importlib.util, sys, time
         from pathlib import Path
         # Load the module alone (it imports nothing of omnicell): a fast subprocess.
-        spec = importlib.util.spec_from_file_location("omnicell_io", {str(SRC / "omnicell" / "_io.py")!r})
+        spec = importlib.util.spec_from_file_location("omnicell_io", {str(SRC / "omnicell" / "_core" / "atomic.py")!r})
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         atomic_output = module.atomic_output

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import omnicell as oc
-from omnicell.models import ModelSpec
+from omnicell.models._registry import _REGISTRY, ModelSpec
 
 
 def _forward(model, tokens, values):
@@ -145,7 +145,7 @@ def test_registry_downloads_verifies_and_caches(tiny_dir, file_server, tmp_path,
         assert torch.equal(_forward(model, tokens, values), _forward(again, tokens, values))
     finally:
         oc.settings.cache_dir = None
-        oc.models._REGISTRY.pop("tiny-test", None)
+        _REGISTRY.pop("tiny-test", None)
 
 
 def test_registry_rejects_a_bad_hash(tiny_dir, file_server, tmp_path):
@@ -156,12 +156,12 @@ def test_registry_rejects_a_bad_hash(tiny_dir, file_server, tmp_path):
             oc.models.load("tiny-test", device="cpu")
     finally:
         oc.settings.cache_dir = None
-        oc.models._REGISTRY.pop("tiny-test", None)
+        _REGISTRY.pop("tiny-test", None)
 
 
 def test_offline_error_lists_the_files(tmp_path, monkeypatch):
     monkeypatch.setenv("OMNICELL_CACHE_DIR", str(tmp_path / "cache"))
-    spec = oc.models._REGISTRY["omnicell-v1"]
+    spec = _REGISTRY["omnicell-v1"]
     oc.models.register(
         ModelSpec(
             name="offline-test",
@@ -173,7 +173,7 @@ def test_offline_error_lists_the_files(tmp_path, monkeypatch):
         with pytest.raises(OSError) as info:
             oc.models.download("offline-test")
     finally:
-        oc.models._REGISTRY.pop("offline-test", None)
+        _REGISTRY.pop("offline-test", None)
     message = str(info.value)
     assert str(tmp_path / "cache" / "offline-test") in message
     for name, (_, digest) in spec.files.items():
@@ -181,7 +181,7 @@ def test_offline_error_lists_the_files(tmp_path, monkeypatch):
 
 
 def test_omnicell_v1_registry_entry_matches_the_published_hashes():
-    spec = oc.models._REGISTRY["omnicell-v1"]
+    spec = _REGISTRY["omnicell-v1"]
     assert set(spec.files) == {"LMConfig.json", "backbone.pth", "Vocabulary.json", "new_genes_homo_sapiens.csv"}
     assert spec.files["backbone.pth"][1] == "12497eb1dc76985ca3bcd88845a6b6edb7fcfdbb6c6df43d3da56645d922c0c7"
     assert "9a33a49daa919237189909e4d9ba48117f3ca12f" in spec.files["backbone.pth"][0]
@@ -191,12 +191,12 @@ def test_official_vocabulary_from_shared_assets(tiny_dir):
     vocabulary_file = tiny_dir.parents[1] / "assets" / "omnicell-v1" / "Vocabulary.json"
     if not vocabulary_file.exists():
         pytest.skip("official vocabulary not available")
-    spec = oc.models._REGISTRY["omnicell-v1"]
+    spec = _REGISTRY["omnicell-v1"]
     assert hashlib.sha256(vocabulary_file.read_bytes()).hexdigest() == spec.files["Vocabulary.json"][1]
     vocab = oc.data.Vocabulary.from_json(vocabulary_file)
     assert len(vocab.genes) == 60603
     assert (vocab.rna_start, vocab.rna_end) == (60603, 60604)
-    assert vocab.max_token_id + 1 == oc.model.OmniCellConfig().num_gene
+    assert vocab.max_token_id + 1 == oc.nn.OmniCellConfig().num_gene
 
 
 def test_truncated_safetensors_names_the_file(tiny_dir, tmp_path):

@@ -878,7 +878,7 @@ def test_provenance_is_kept_per_result_key(tiny_adata, tiny_model, tmp_path):
     assert records["X_projected"]["n_components"] == adata.obsm["X_projected"].shape[1]
     # the latest run stays where readers look for it
     assert adata.uns["omnicell"]["embed_cells"]["key_added"] == "X_projected"
-    from omnicell._provenance import get_record
+    from omnicell._core.provenance import get_record
 
     assert get_record(adata, "embed_cells", key="X_full")["key_added"] == "X_full"
     adata.write_h5ad(tmp_path / "a.h5ad")  # still h5ad-writable

@@ -8,8 +8,8 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from omnicell._docs import DOC_PARTS, doc_params
-from omnicell._tokenization import TokenizeRecord
+from omnicell._core.docs import DOC_PARTS, doc_params
+from omnicell._core.tokenize_record import TokenizeRecord
 
 OLD_LAYOUT = {  # a record as omnicell 0.1.0 wrote it (no gene_list_given, no neighbors_key, ...)
     "strategy": "expressed",

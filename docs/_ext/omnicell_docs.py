@@ -34,7 +34,7 @@
         .. omnicell-slots:: omnicell.pp omnicell.tl
 
 ``omnicell-keys``
-    The string constants of a module (``omnicell._keys``) with their attribute docstrings.
+    The string constants of a module (``omnicell._core.keys``) with their attribute docstrings.
 
 It also demotes intersphinx's "failed to reach any of the inventories" warning to an info message,
 so offline builds (and builds while an upstream site is down) pass with ``-W``.
@@ -348,7 +348,7 @@ def cli_reference_rst() -> list[str]:
     runs.update({tool.name: f":func:`omnicell.tl.{tool.function.__name__}`" for tool in TOOLS})
     runs.update({f"plot {fig.name}": f":func:`omnicell.pl.{fig.function.__name__}`" for fig in FIGURES})
     runs.update({
-        "merge": "gathers the shards of ``embed --shard I/N`` (``omnicell._shards.merge_shards``)",
+        "merge": "gathers the shards of ``embed --shard I/N``",
         "models list": ":func:`omnicell.models.available`",
         "models download": ":func:`omnicell.models.download`",
         "models convert": ":func:`omnicell.models.convert`",

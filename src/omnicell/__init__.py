@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
-# The "omnicell" logger follows scanpy's verbosity; no handler is installed here (see _logging).
-from ._logging import get_logger as _get_logger
-from ._version import __version__
+# The "omnicell" logger follows scanpy's verbosity; no handler is installed here (see omnicell._core.log).
+from omnicell._core.log import get_logger as _get_logger
+from omnicell._version import __version__
 
 _get_logger()
 
-from . import data, datasets, get, model, models, pl, pp, tl  # noqa: E402
-from ._settings import settings  # noqa: E402
+from omnicell import data, datasets, get, models, nn, pl, pp, tl  # noqa: E402
+from omnicell._core.settings import settings  # noqa: E402
 
-__all__ = ["__version__", "data", "datasets", "get", "model", "models", "pl", "pp", "settings", "tl"]
+__all__ = ["__version__", "data", "datasets", "get", "models", "nn", "pl", "pp", "settings", "tl"]

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 import omnicell as oc
-from omnicell import _progress
-from omnicell._logging import get_logger
+from omnicell._core import progress as _progress
+from omnicell._core.log import get_logger
 
 SRC = os.path.dirname(os.path.dirname(oc.__file__))
 

@@ -8,8 +8,9 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import SHARED
-from omnicell._shards import merge_shards, parse_shard, shard_slice
+from omnicell._engine.split import shard_slice
 from omnicell.cli import main
+from omnicell.cli._shards import merge_shards, parse_shard
 
 STARMAP = SHARED / "data" / "starmap_by3.h5ad"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from omnicell.model import (
+from omnicell.nn import (
     OmniCell,
     OmniCellConfig,
     load_balance_loss,

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import omnicell as oc
-from omnicell.model import OmniCell, OmniCellConfig, load_state_dict, read_official
-from omnicell.model._attention import Packing, _nested_sdpa, _varlen_attention
+from omnicell.nn import OmniCell, OmniCellConfig, load_state_dict, read_official
+from omnicell.nn._attention import Packing, _nested_sdpa, _varlen_attention
 
 
 @pytest.fixture(scope="module")

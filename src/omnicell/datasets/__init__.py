@@ -6,7 +6,7 @@ spatial data, coordinates in ``obsm['spatial']``. Files are downloaded once (poo
 ``folder=``) to a folder holding the files; :func:`files` lists their names, sources and hashes.
 """
 
-from ._datasets import files, pbmc68k_reduced, pbmc_cite, starmap_visual_cortex, visium_mouse_brain
-from ._pseudo_spots import pseudo_spots
+from omnicell.datasets._datasets import files, pbmc68k_reduced, pbmc_cite, starmap_visual_cortex, visium_mouse_brain
+from omnicell.datasets._pseudo_spots import pseudo_spots
 
 __all__ = ["files", "pbmc68k_reduced", "pbmc_cite", "pseudo_spots", "starmap_visual_cortex", "visium_mouse_brain"]

@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from ._fetch import DATA_DIR_ENV, DataFile, cache_folder, fetch
+from omnicell.datasets._fetch import DATA_DIR_ENV, DataFile, cache_folder, fetch
 
 # Files prepared for omnicell (subsets of public data) are published as assets of the repository's
 # "datasets-v1" release; their hashes are those of the files as distributed. The Visium section is the

@@ -8,7 +8,7 @@ import logging
 import os
 from pathlib import Path
 
-from .._settings import settings
+from omnicell._core.settings import settings
 
 logger = logging.getLogger("omnicell")
 

@@ -1,5 +1,5 @@
 """Getters: read omnicell results and model inputs out of an AnnData (``oc.get``)."""
 
-from ._tokens import token_batch
+from omnicell.get._tokens import token_batch
 
 __all__ = ["token_batch"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from anndata import AnnData
 
-from .._loader import plan_inference
-from .._tokenization import TokenizeRecord
-from ..data import TokenBatch
-from ..models import OmniCellModel
+from omnicell._core.tokenize_record import TokenizeRecord
+from omnicell._engine.plan import plan_inference
+from omnicell.data import TokenBatch
+from omnicell.models import OmniCellModel
 
 __all__ = ["token_batch"]
 

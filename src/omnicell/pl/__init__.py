@@ -4,10 +4,10 @@ Embeddings plot with scanpy and squidpy directly, e.g. ``sc.pl.embedding(adata, 
 omnicell-specific figures are added here.
 """
 
-from ._benchmark import benchmark
-from ._expert_heatmap import expert_heatmap
-from ._gene_modules import gene_modules
-from ._marker_genes import marker_genes
-from ._proportions import proportions
+from omnicell.pl._benchmark import benchmark
+from omnicell.pl._expert_heatmap import expert_heatmap
+from omnicell.pl._gene_modules import gene_modules
+from omnicell.pl._marker_genes import marker_genes
+from omnicell.pl._proportions import proportions
 
 __all__ = ["benchmark", "expert_heatmap", "gene_modules", "marker_genes", "proportions"]

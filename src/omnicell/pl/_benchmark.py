@@ -7,8 +7,8 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 
-from .._provenance import get_record
-from ._utils import finish_figure
+from omnicell._core.provenance import get_record
+from omnicell.pl._utils import finish_figure
 
 __all__ = ["benchmark"]
 

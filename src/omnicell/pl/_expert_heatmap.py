@@ -7,9 +7,9 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 
-from .. import _keys
-from .._groups import expert_zscores, group_codes
-from ._utils import finish_figure
+from omnicell._core import keys
+from omnicell._core.groups import expert_zscores, group_codes
+from omnicell.pl._utils import finish_figure
 
 __all__ = ["expert_heatmap"]
 
@@ -19,7 +19,7 @@ def expert_heatmap(
     groupby: str,
     *,
     lineage_key: str | None = None,
-    key: str = _keys.EXPERTS,
+    key: str = keys.EXPERTS,
     zscore: bool = True,
     cmap: str | None = None,
     vmax: float | None = None,

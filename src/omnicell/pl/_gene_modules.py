@@ -9,10 +9,10 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 
-from .. import _keys
-from .._groups import group_codes
-from .._provenance import get_record
-from ._utils import finish_figure
+from omnicell._core import keys
+from omnicell._core.groups import group_codes
+from omnicell._core.provenance import get_record
+from omnicell.pl._utils import finish_figure
 
 __all__ = ["gene_modules"]
 
@@ -23,7 +23,7 @@ def gene_modules(
     *,
     basis: str | None = None,
     modules: Sequence[str] | None = None,
-    key: str = _keys.GENE_MODULE,
+    key: str = keys.GENE_MODULE,
     zscore: bool = True,
     cmap: str = "viridis",
     heatmap_cmap: str | None = None,

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from anndata import AnnData
 
-from .. import _keys
-from ._utils import savefig_or_show
+from omnicell._core import keys
+from omnicell.pl._utils import savefig_or_show
 
 __all__ = ["marker_genes"]
 
@@ -16,7 +16,7 @@ def marker_genes(
     adata: AnnData,
     groupby: str | None = None,
     *,
-    key: str = _keys.RANK_GENES,
+    key: str = keys.RANK_GENES,
     n_genes: int = 5,
     groups: Sequence[str] | None = None,
     use_raw: bool | None = None,

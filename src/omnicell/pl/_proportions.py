@@ -10,8 +10,8 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 
-from .. import _keys
-from ._utils import finish_figure
+from omnicell._core import keys
+from omnicell.pl._utils import finish_figure
 
 __all__ = ["proportions"]
 
@@ -19,10 +19,10 @@ __all__ = ["proportions"]
 def proportions(
     adata: AnnData,
     *,
-    key: str = _keys.PROPORTIONS,
+    key: str = keys.PROPORTIONS,
     types: Sequence[str] | None = None,
     groupby: str | None = None,
-    spatial_key: str = _keys.SPATIAL,
+    spatial_key: str = keys.SPATIAL,
     cmap: str = "viridis",
     vmax: float | str | None = "auto",
     ncols: int = 4,

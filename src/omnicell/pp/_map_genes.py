@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-import warnings
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import pandas as pd
 from anndata import AnnData
 
-from .. import _keys
-from .._anndata_io import copy_target, finish, resolve_modality
-from .._docs import doc_params
-from .._provenance import write_record
-from .._validate import check_unique_var_names
-from ..data import Vocabulary, map_gene_names
-from ..models import OmniCellModel, resolve_model
+from omnicell._core import keys
+from omnicell._core.adata import copy_target, finish, resolve_modality
+from omnicell._core.checks import check_unique_var_names
+from omnicell._core.docs import doc_params
+from omnicell._core.provenance import write_record
+from omnicell.data import Species, vocabulary_token_ids
+from omnicell.models import OmniCellModel, resolve_model
 
 if TYPE_CHECKING:
     from mudata import MuData
@@ -26,60 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["map_genes"]
 
 logger = logging.getLogger("omnicell")
-
-Species = Literal["auto", "human", "mouse"]
-
-
-@dataclasses.dataclass
-class VocabularyMatch:
-    """Per-gene vocabulary ids and token ids, with the record written to ``uns``."""
-
-    gene_ids: np.ndarray
-    token_ids: np.ndarray
-    record: dict[str, Any]
-
-
-def vocabulary_token_ids(
-    var: pd.DataFrame,
-    vocab: Vocabulary,
-    *,
-    gene_key: str | None = None,
-    species: Species = "auto",
-    source: Literal["omnicell", "official"] = "omnicell",
-    official_table: str | os.PathLike | None = None,
-) -> VocabularyMatch:
-    """Match the genes of ``var`` (its index or ``var[gene_key]``) to ``vocab``; warn on poor matches."""
-    if gene_key is None:
-        names = var.index.astype(str)
-    elif gene_key in var.columns:
-        names = pd.Index(var[gene_key].astype(str))
-    else:
-        raise KeyError(f"gene_key {gene_key!r} is not a var column; available: {list(var.columns) or 'none'}.")
-    mapping = map_gene_names(names, vocab.genes, species=species, source=source, official_table=official_table)
-    gene_ids = np.asarray([gene_id or "" for gene_id in mapping.ids], dtype=object)
-    token_ids = vocab.token_ids(gene_ids)
-    matched = int((token_ids >= 0).sum())
-    how = pd.Series(mapping.how)
-    record = {
-        "n_genes": len(names),
-        "n_matched": matched,
-        "n_unmatched": len(names) - matched,
-        "n_ambiguous": int((how == "ambiguous").sum()),
-        "n_duplicate": int((how == "duplicate").sum()),
-        "matched_by": {str(k): int(v) for k, v in how[token_ids >= 0].value_counts().items()},
-        "species": mapping.species,
-        "source": mapping.source,
-        "gene_key": gene_key,
-    }
-    if 0 < matched < len(names) / 2:  # none at all is an error for the caller to raise
-        unmatched = names[token_ids < 0][:5]
-        warnings.warn(
-            f"Only {matched} of {len(names)} genes matched the model vocabulary (species {mapping.species}); "
-            f"unmatched e.g. {', '.join(unmatched)}. Check species= and gene_key=.",
-            UserWarning,
-            stacklevel=3,
-        )
-    return VocabularyMatch(gene_ids=gene_ids, token_ids=token_ids, record=record)
 
 
 @doc_params
@@ -91,7 +33,7 @@ def map_genes(
     gene_key: str | None = None,
     source: Literal["omnicell", "official"] = "omnicell",
     official_table: str | os.PathLike | None = None,
-    key_added: str = _keys.VAR_GENE_ID,
+    key_added: str = keys.VAR_GENE_ID,
     mod: str = "rna",
     copy: bool = False,
 ) -> AnnData | MuData | None:

@@ -1,18 +1,18 @@
 """Tools: run the model and analyses on an AnnData (``oc.tl``)."""
 
-from ._annotate import annotate, cross_validate_annotation
-from ._benchmark import benchmark
-from ._clustering import evaluate_clustering
-from ._deconvolve import deconvolve
-from ._embed_cells import embed_cells
-from ._embed_genes import embed_genes
-from ._expert_usage import expert_usage
-from ._fine_tune import fine_tune
-from ._gene_importance import gene_importance, importance_roc
-from ._gene_modules import gene_modules
-from ._marker_genes import marker_genes
-from ._robustness import dropout_robustness
-from ._spatial_domains import neighborhood_average, spatial_domains
+from omnicell.tl._annotate import annotate, cross_validate_annotation
+from omnicell.tl._benchmark import benchmark
+from omnicell.tl._clustering import evaluate_clustering
+from omnicell.tl._deconvolve import deconvolve
+from omnicell.tl._embed_cells import embed_cells
+from omnicell.tl._embed_genes import embed_genes
+from omnicell.tl._expert_usage import expert_usage
+from omnicell.tl._fine_tune import fine_tune
+from omnicell.tl._gene_importance import gene_importance, importance_roc
+from omnicell.tl._gene_modules import gene_modules
+from omnicell.tl._marker_genes import marker_genes
+from omnicell.tl._robustness import dropout_robustness
+from omnicell.tl._spatial_domains import neighborhood_average, spatial_domains
 
 __all__ = [
     "annotate",

@@ -16,14 +16,14 @@ from anndata import AnnData
 if TYPE_CHECKING:
     from mudata import MuData
 
-from .. import _keys
-from .._anndata_io import copy_target, finish, resolve_modality
-from .._docs import doc_params
-from .._progress import progress
-from .._provenance import get_record, write_record
-from .._validate import resolve_random_state
-from ..models import resolve_device
-from ._cell_tasks import get_labels, get_representation
+from omnicell._core import keys
+from omnicell._core.adata import copy_target, finish, resolve_modality
+from omnicell._core.checks import resolve_random_state
+from omnicell._core.docs import doc_params
+from omnicell._core.progress import progress
+from omnicell._core.provenance import write_record
+from omnicell.models import resolve_device
+from omnicell.tl._cell_tasks import get_labels, get_representation, label_classes, warn_if_models_differ
 
 __all__ = ["MLPClassifier", "annotate", "cross_validate_annotation", "fit_classifier", "predict_proba"]
 
@@ -123,7 +123,7 @@ def annotate(
     reference: AnnData,
     label_key: str,
     *,
-    use_rep: str = _keys.EMBEDDING,
+    use_rep: str = keys.EMBEDDING,
     hidden_sizes: Sequence[int] = DEFAULT_HIDDEN,
     epochs: int = 20,
     lr: float = 1e-4,
@@ -132,7 +132,7 @@ def annotate(
     random_state: int | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
-    key_added: str = _keys.LABEL,
+    key_added: str = keys.LABEL,
     mod: str = "rna",
     copy: bool = False,
 ) -> AnnData | MuData | None:
@@ -200,9 +200,9 @@ def annotate(
         )
     labels = get_labels(reference, label_key, "annotate")
     _check_training(epochs, lr, batch_size, hidden_sizes)
-    _warn_if_models_differ(adata, reference, use_rep)
+    warn_if_models_differ(adata, reference, use_rep)
     known = labels.notna().to_numpy()
-    classes = _classes(reference.obs[label_key], labels[known])
+    classes = label_classes(reference.obs[label_key], labels[known])
     targets = pd.Categorical(labels[known], categories=classes).codes
     seed = resolve_random_state(random_state, seed, "annotate")
     torch_device = resolve_device(device)
@@ -217,7 +217,7 @@ def annotate(
     if copy:
         container, adata = copy_target(container, adata, mod)
     adata.obs[key_added] = pd.Categorical.from_codes(probabilities.argmax(axis=1), categories=classes)
-    adata.obsm[key_added + _keys.PROBABILITIES_SUFFIX] = pd.DataFrame(
+    adata.obsm[key_added + keys.PROBABILITIES_SUFFIX] = pd.DataFrame(
         probabilities, index=adata.obs_names, columns=classes
     )
     write_record(
@@ -242,7 +242,7 @@ def annotate(
     logger.info(
         "annotate: %d classes from %d reference cells in %.1fs; added .obs[%r] and .obsm[%r]",
         len(classes), int(known.sum()), time.perf_counter() - started, key_added,
-        key_added + _keys.PROBABILITIES_SUFFIX,
+        key_added + keys.PROBABILITIES_SUFFIX,
     )  # fmt: skip
     return finish(container, adata, copy=copy)
 
@@ -253,7 +253,7 @@ def cross_validate_annotation(
     label_key: str,
     *,
     folds: int = 5,
-    use_rep: str = _keys.EMBEDDING,
+    use_rep: str = keys.EMBEDDING,
     hidden_sizes: Sequence[int] = DEFAULT_HIDDEN,
     epochs: int = 20,
     lr: float = 1e-4,
@@ -310,7 +310,7 @@ def cross_validate_annotation(
     labels = get_labels(adata, label_key, "cross_validate_annotation")
     _check_training(epochs, lr, batch_size, hidden_sizes)
     known = np.flatnonzero(labels.notna().to_numpy())
-    classes = _classes(adata.obs[label_key], labels.iloc[known])
+    classes = label_classes(adata.obs[label_key], labels.iloc[known])
     targets = pd.Categorical(labels.iloc[known], categories=classes).codes
     counts = np.bincount(targets, minlength=len(classes))
     if not 2 <= int(folds) <= counts.max():
@@ -383,29 +383,3 @@ def cross_validate_annotation(
         use_rep, table["accuracy"].mean(), table["macro_f1"].mean(), len(table), time.perf_counter() - started,
     )  # fmt: skip
     return table
-
-
-def _classes(column: pd.Series, labelled: pd.Series) -> list[str]:
-    """Label names in the column's category order (categorical) or sorted, only those present."""
-    present = set(labelled)
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return [str(c) for c in column.cat.categories if str(c) in present]
-    return sorted(present)
-
-
-def _warn_if_models_differ(adata: AnnData, reference: AnnData, use_rep: str) -> None:
-    base = use_rep.removesuffix(_keys.NICHE_SUFFIX)  # the embedding's own record, also after several runs
-    # the embedding's own record where there is one, else the latest embed_cells record
-    query_record = get_record(adata, "embed_cells", key=base) or get_record(adata, "embed_cells")
-    reference_record = get_record(reference, "embed_cells", key=base) or get_record(reference, "embed_cells")
-    if query_record is None or reference_record is None:
-        return
-    fields = ("model_sha256", "projection")
-    differ = [f for f in fields if str(query_record.get(f)) != str(reference_record.get(f))]
-    if differ:
-        warnings.warn(
-            f"The query and the reference were embedded with different {' and '.join(differ)}; their embeddings "
-            "are not comparable. Embed both with the same model and settings.",
-            UserWarning,
-            stacklevel=3,
-        )

@@ -17,12 +17,12 @@ from anndata import AnnData
 if TYPE_CHECKING:
     from mudata import MuData
 
-from .. import _keys
-from .._anndata_io import copy_target, finish, resolve_modality
-from .._docs import doc_params
-from .._provenance import write_record
-from .._settings import settings
-from ._cell_tasks import get_labels, get_representation
+from omnicell._core import keys
+from omnicell._core.adata import copy_target, finish, resolve_modality
+from omnicell._core.docs import doc_params
+from omnicell._core.provenance import write_record
+from omnicell._core.settings import settings
+from omnicell.tl._cell_tasks import get_labels, get_representation
 
 __all__ = ["benchmark", "exact_neighbors"]
 
@@ -76,7 +76,7 @@ def benchmark(
     *,
     label_key: str,
     batch_key: str,
-    embeddings: Sequence[str] = ("X_pca", _keys.EMBEDDING),
+    embeddings: Sequence[str] = ("X_pca", keys.EMBEDDING),
     pre_integrated_key: str = "X_pca",
     bio_conservation: bool | Mapping[str, bool | dict] = True,
     batch_correction: bool | Mapping[str, bool | dict] = True,

@@ -1,4 +1,8 @@
-"""Helpers shared by the cell-level and spatial tasks: inputs, kNN graphs, Leiden, label agreement."""
+"""Helpers shared by the cell-level and spatial tasks: inputs, labels, kNN graphs, Leiden, label agreement.
+
+Also what label transfer (``annotate``) and deconvolution share: the label classes and the check that query and
+reference were embedded alike.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ import pandas as pd
 from anndata import AnnData
 from scipy.sparse import SparseEfficiencyWarning
 
-from .. import _keys
-from .._provenance import get_record
-from .._validate import read_graph
+from omnicell._core import keys
+from omnicell._core.checks import read_graph
+from omnicell._core.provenance import get_record
 
 __all__ = [
     "DEFAULT_RESOLUTIONS",
@@ -21,9 +25,11 @@ __all__ = [
     "get_representation",
     "graph_for",
     "knn_graph",
+    "label_classes",
     "leiden",
     "search_resolution",
     "store_graph",
+    "warn_if_models_differ",
 ]
 
 DEFAULT_RESOLUTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -33,10 +39,10 @@ DEFAULT_RESOLUTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 def get_representation(adata: AnnData, use_rep: str, function: str) -> np.ndarray:
     """``adata.obsm[use_rep]`` as a finite float32 (n_obs, d) array, with an error that says how to make it."""
     if use_rep not in adata.obsm:
-        if use_rep.startswith(_keys.EMBEDDING):
+        if use_rep.startswith(keys.EMBEDDING):
             how = _how_to_embed(adata, use_rep)
-        elif use_rep.endswith(_keys.NICHE_SUFFIX):
-            base = use_rep[: -len(_keys.NICHE_SUFFIX)]
+        elif use_rep.endswith(keys.NICHE_SUFFIX):
+            base = use_rep[: -len(keys.NICHE_SUFFIX)]
             how = f"Make it with oc.tl.neighborhood_average(adata, use_rep={base!r}) or pass use_rep=."
         else:
             how = "Compute it first (e.g. sc.pp.pca(adata) for 'X_pca') or pass use_rep=."
@@ -58,8 +64,8 @@ def get_representation(adata: AnnData, use_rep: str, function: str) -> np.ndarra
 
 
 def _how_to_embed(adata: AnnData, use_rep: str) -> str:
-    if use_rep.endswith(_keys.NICHE_SUFFIX):
-        base = use_rep[: -len(_keys.NICHE_SUFFIX)]
+    if use_rep.endswith(keys.NICHE_SUFFIX):
+        base = use_rep[: -len(keys.NICHE_SUFFIX)]
         record = get_record(adata, "embed_cells", key=base)
         ran_single_cell = base in adata.obsm or (record is not None and not bool(record.get("spatial", False)))
         prefix = (
@@ -217,3 +223,30 @@ def search_resolution(
             high = middle
     best = min(tried, key=lambda r: (abs(count(r) - n_clusters), r))
     return best, tried[best], [(r, count(r)) for r in tried]
+
+
+def label_classes(column: pd.Series, labelled: pd.Series) -> list[str]:
+    """Label names in the column's category order (categorical) or sorted, only those present."""
+    present = set(labelled)
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return [str(c) for c in column.cat.categories if str(c) in present]
+    return sorted(present)
+
+
+def warn_if_models_differ(adata: AnnData, reference: AnnData, use_rep: str) -> None:
+    """Warn when the query and the reference embeddings come from different models or projections."""
+    base = use_rep.removesuffix(keys.NICHE_SUFFIX)  # the embedding's own record, also after several runs
+    # the embedding's own record where there is one, else the latest embed_cells record
+    query_record = get_record(adata, "embed_cells", key=base) or get_record(adata, "embed_cells")
+    reference_record = get_record(reference, "embed_cells", key=base) or get_record(reference, "embed_cells")
+    if query_record is None or reference_record is None:
+        return
+    fields = ("model_sha256", "projection")
+    differ = [f for f in fields if str(query_record.get(f)) != str(reference_record.get(f))]
+    if differ:
+        warnings.warn(
+            f"The query and the reference were embedded with different {' and '.join(differ)}; their embeddings "
+            "are not comparable. Embed both with the same model and settings.",
+            UserWarning,
+            stacklevel=3,
+        )

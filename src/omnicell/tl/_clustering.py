@@ -14,12 +14,12 @@ from anndata import AnnData
 if TYPE_CHECKING:
     from mudata import MuData
 
-from .. import _keys
-from .._anndata_io import copy_target, finish, resolve_modality
-from .._docs import doc_params
-from .._provenance import write_record
-from .._validate import resolve_random_state
-from ._cell_tasks import (
+from omnicell._core import keys
+from omnicell._core.adata import copy_target, finish, resolve_modality
+from omnicell._core.checks import resolve_random_state
+from omnicell._core.docs import doc_params
+from omnicell._core.provenance import write_record
+from omnicell.tl._cell_tasks import (
     DEFAULT_RESOLUTIONS,
     agreement,
     as_categorical,
@@ -42,7 +42,7 @@ def evaluate_clustering(
     adata: AnnData | MuData,
     label_key: str,
     *,
-    use_rep: str = _keys.EMBEDDING,
+    use_rep: str = keys.EMBEDDING,
     resolutions: Sequence[float] | None = None,
     n_neighbors: int = 15,
     metric: str = "euclidean",
@@ -50,7 +50,7 @@ def evaluate_clustering(
     select: Literal["ari+nmi", "ari", "nmi"] = "ari+nmi",
     random_state: int | None = None,
     seed: int | None = None,
-    key_added: str = _keys.CLUSTERS,
+    key_added: str = keys.CLUSTERS,
     mod: str = "rna",
     copy: bool = False,
 ) -> AnnData | MuData | None:

@@ -15,15 +15,14 @@ from anndata import AnnData
 if TYPE_CHECKING:
     from mudata import MuData
 
-from .. import _keys
-from .._anndata_io import copy_target, finish, resolve_modality
-from .._docs import doc_params
-from .._progress import progress
-from .._provenance import write_record
-from .._validate import resolve_random_state
-from ..models import resolve_device
-from ._annotate import _classes, _warn_if_models_differ
-from ._cell_tasks import get_labels, get_representation
+from omnicell._core import keys
+from omnicell._core.adata import copy_target, finish, resolve_modality
+from omnicell._core.checks import resolve_random_state
+from omnicell._core.docs import doc_params
+from omnicell._core.progress import progress
+from omnicell._core.provenance import write_record
+from omnicell.models import resolve_device
+from omnicell.tl._cell_tasks import get_labels, get_representation, label_classes, warn_if_models_differ
 
 __all__ = ["deconvolve", "map_to_reference"]
 
@@ -96,7 +95,7 @@ def deconvolve(
     reference: AnnData,
     label_key: str,
     *,
-    use_rep: str = _keys.EMBEDDING,
+    use_rep: str = keys.EMBEDDING,
     epochs: int = 1000,
     lr: float = 0.1,
     lambda_spot: float = 0.0,
@@ -106,8 +105,8 @@ def deconvolve(
     random_state: int | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
-    key_added: str = _keys.PROPORTIONS,
-    dominant_key: str = _keys.DOMINANT_TYPE,
+    key_added: str = keys.PROPORTIONS,
+    dominant_key: str = keys.DOMINANT_TYPE,
     mod: str = "rna",
     copy: bool = False,
 ) -> AnnData | MuData | None:
@@ -192,9 +191,9 @@ def deconvolve(
             stacklevel=2,
         )
     labels = get_labels(reference, label_key, "deconvolve")
-    _warn_if_models_differ(adata, reference, use_rep)
+    warn_if_models_differ(adata, reference, use_rep)
     known = labels.notna().to_numpy()
-    types = _classes(reference.obs[label_key], labels[known])
+    types = label_classes(reference.obs[label_key], labels[known])
     codes = pd.Categorical(labels[known], categories=types).codes
     cells = cells[known]
     membership = np.zeros((len(codes), len(types)), dtype=np.float32)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,15 +14,13 @@ from anndata import AnnData
 if TYPE_CHECKING:
     from mudata import MuData
 
-from .. import _keys
-from .._anndata_io import copy_target, finish, resolve_modality, update_mudata
-from .._docs import doc_params
-from .._loader import InferencePlan, Precision
-from .._provenance import write_record
-from .._validate import check_key_added, check_number
-from ..model import pool_cells
-from ..models import OmniCellModel
-from ._tokenized import plan_tokenized
+from omnicell._core import keys
+from omnicell._core.adata import copy_target, finish, resolve_modality, update_mudata
+from omnicell._core.checks import check_key_added, check_number
+from omnicell._core.docs import doc_params
+from omnicell._engine.embed import embed_windows, warn_empty_cells, write_embedding
+from omnicell._engine.plan import Precision, plan_tokenized
+from omnicell.models import OmniCellModel
 
 __all__ = ["embed_cells"]
 
@@ -39,7 +35,7 @@ def embed_cells(
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     projection: float | None = 0.9,
-    key_added: str = _keys.EMBEDDING,
+    key_added: str = keys.EMBEDDING,
     store_window: bool = False,
     precision: Precision = "auto",
     mod: str = "rna",
@@ -93,7 +89,7 @@ def embed_cells(
     """
     if isinstance(adata, (str, os.PathLike)) or type(adata).__name__ == "Experiment":
         # A SOMA experiment: nothing to modify in place; embed its lazily read cells and return them.
-        from ..data import read_soma
+        from omnicell.data import read_soma
 
         cells = read_soma(adata)
         embed_cells(
@@ -126,34 +122,6 @@ def embed_cells(
     return finish(container, adata, copy=copy)
 
 
-def write_embedding(
-    adata: AnnData,
-    window: np.ndarray,
-    plan: InferencePlan,
-    *,
-    key_added: str,
-    projection: float | None,
-    store_window: bool,
-    n_empty: int,
-) -> None:
-    """Write the embeddings of ``window`` (one row per cell of ``adata``) and the provenance record.
-
-    Shared by :func:`embed_cells` and the shards of ``omnicell embed --shard``, so both write the same slots.
-    """
-    adata.obsm[key_added] = window[:, 0]
-    for suffix in (_keys.NICHE_SUFFIX, _keys.WINDOW_SUFFIX):
-        adata.obsm.pop(key_added + suffix, None)
-    if plan.spatial:
-        adata.obsm[key_added + _keys.NICHE_SUFFIX] = np.nanmean(window, axis=1)
-        if store_window:
-            adata.obsm[key_added + _keys.WINDOW_SUFFIX] = window
-    record = embedding_record(
-        plan, key_added=key_added, projection=projection, n_components=window.shape[-1], store_window=store_window,
-        n_empty=n_empty,
-    )  # fmt: skip
-    write_record(adata, "embed_cells", record)
-
-
 def _mirror_to_mudata(container: MuData, mod: str, key: str, embedding: np.ndarray) -> None:
     """Copy a modality's cell embedding to ``mdata.obsm[key]``, aligned to the MuData's cells."""
     update_mudata(container)
@@ -161,82 +129,3 @@ def _mirror_to_mudata(container: MuData, mod: str, key: str, embedding: np.ndarr
     mirrored = np.full((container.n_obs, embedding.shape[1]), np.nan, dtype=np.float32)
     mirrored[rows] = embedding
     container.obsm[key] = mirrored
-
-
-def embed_windows(plan: InferencePlan, projection: float | None, cells: slice | None = None) -> tuple[np.ndarray, int]:
-    """(n, 1 + k, m) embeddings of every window of ``cells`` (default all) and the number of empty cells.
-
-    Cells with no expressed gene are counted. A shard (``cells`` a range) gets the same values as in a full pass.
-    """
-    first, stop, _ = (cells or slice(None)).indices(plan.n_obs)
-    window = np.empty((max(stop - first, 0), plan.n_blocks, embedding_width(plan, projection)), dtype=np.float32)
-    n_empty = 0
-    for rows, block, empty in embedding_batches(plan, projection, cells=slice(first, stop)):
-        window[rows - first] = block
-        n_empty += empty
-    return window, n_empty
-
-
-def warn_empty_cells(n_empty: int, n_selected: int, *, stacklevel: int = 2) -> None:
-    """Warn that ``n_empty`` cells express none of the selected genes (zero embeddings)."""
-    if n_empty:
-        warnings.warn(
-            f"{n_empty} cells express none of the {n_selected} selected genes; their embeddings are zero "
-            "vectors (as in the released code). Consider filtering them (sc.pp.filter_cells).",
-            UserWarning,
-            stacklevel=stacklevel,
-        )
-
-
-def embedding_width(plan: InferencePlan, projection: float | None) -> int:
-    """Dimensions of the embedding: the projection's components, or ``d_model`` unprojected."""
-    if projection is None:
-        return plan.model.config.d_model
-    return int(plan.model.spectral_basis(float(projection)).shape[1])
-
-
-def embedding_batches(
-    plan: InferencePlan, projection: float | None, *, cells: slice | None = None
-) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-    """Per batch: its cells within ``cells``, their (b, 1 + k, m) window embeddings, how many express no gene.
-
-    Streams, so a caller can write each batch out and keep memory independent of the number of
-    cells; batches follow the full pass's grid (a shard's values equal the full pass's). Missing
-    neighbours are NaN rows.
-    """
-    first, stop, _ = (cells or slice(None)).indices(plan.n_obs)
-    basis = plan.model.spectral_basis(float(projection)).to(plan.device) if projection is not None else None
-    for focal, batch, tensors, output in plan.batches(description="embed_cells", cells=slice(first, stop)):
-        pooled = pool_cells(output.hidden, tensors["cell_index"], tensors["expressed"], batch.n_blocks)
-        keep = (focal >= first) & (focal < stop)  # a shard's edge batches reach beyond it
-        block = (pooled @ basis if basis is not None else pooled).cpu().numpy()[keep].astype(np.float32, copy=False)
-        focal = focal[keep]
-        if plan.neighbors is not None:
-            cell, slot = np.nonzero(plan.neighbors[focal] < 0)  # missing neighbours
-            block[cell, 1 + slot] = np.nan
-        yield focal, block, int((~(batch.expressed & (batch.cell_index == 0)).any(1))[keep].sum())
-
-
-def embedding_record(
-    plan: InferencePlan,
-    *,
-    key_added: str,
-    projection: float | None,
-    n_components: int,
-    store_window: bool,
-    n_empty: int,
-) -> dict:
-    """The ``uns['omnicell']['embed_cells']`` record."""
-    return {
-        "key_added": key_added,
-        "projection": projection,
-        "n_components": n_components,
-        "spatial": plan.spatial,
-        "store_window": store_window,
-        "batch_size": plan.batch_size,
-        "device": str(plan.device),
-        "precision": plan.precision,
-        "attention_backend": plan.model.network.attention_backend,
-        "n_empty_cells": n_empty,
-        **plan.model.identity(),
-    }

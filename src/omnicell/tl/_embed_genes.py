@@ -16,14 +16,14 @@ from anndata import AnnData
 if TYPE_CHECKING:
     from mudata import MuData
 
-from .. import _keys
-from .._anndata_io import copy_target, finish, resolve_modality
-from .._docs import doc_params
-from .._loader import InferencePlan, Precision, restore_on_error
-from .._provenance import write_record
-from .._validate import resolve_random_state
-from ..models import OmniCellModel
-from ._gene_states import (
+from omnicell._core import keys
+from omnicell._core.adata import copy_target, finish, resolve_modality
+from omnicell._core.checks import resolve_random_state
+from omnicell._core.docs import doc_params
+from omnicell._core.provenance import write_record
+from omnicell._engine.plan import InferencePlan, Precision, plan_tokenized, restore_on_error
+from omnicell.models import OmniCellModel
+from omnicell.tl._gene_states import (
     DEFAULT_MAX_MEMORY,
     WRITE_BUFFER,
     CellGeneEmbeddings,
@@ -34,8 +34,7 @@ from ._gene_states import (
     group_codes,
     token_genes,
 )
-from ._gpr_gnn import gcn_propagation, knn_kernel_graph, train_gene_embeddings
-from ._tokenized import plan_tokenized
+from omnicell.tl._gpr_gnn import gcn_propagation, knn_kernel_graph, train_gene_embeddings
 
 __all__ = ["embed_genes"]
 
@@ -186,7 +185,7 @@ def embed_genes(
     if store is not None and os.path.exists(store) and not os.path.isdir(store):
         raise FileExistsError(f"store {store} exists and is not a zarr folder.")
     seed = resolve_random_state(random_state, seed, "embed_genes")
-    key = key_added or (_keys.GENE_EMBEDDING if level == "dataset" else _keys.CELL_GENE_EMBEDDING)
+    key = key_added or (keys.GENE_EMBEDDING if level == "dataset" else keys.CELL_GENE_EMBEDDING)
     if genes is not None:
         genes = [str(gene) for gene in ([genes] if isinstance(genes, str) else genes)]
         absent = [gene for gene in genes if gene not in adata.var_names]

@@ -14,15 +14,15 @@ from anndata import AnnData
 if TYPE_CHECKING:
     from mudata import MuData
 
-from .. import _keys
-from .._anndata_io import copy_target, finish, resolve_modality
-from .._docs import doc_params
-from .._groups import expert_zscores
-from .._progress import progress
-from .._provenance import write_record
-from ..models import OmniCellModel
-from ._gene_states import gene_index, group_codes, token_genes
-from ._tokenized import plan_tokenized
+from omnicell._core import keys
+from omnicell._core.adata import copy_target, finish, resolve_modality
+from omnicell._core.docs import doc_params
+from omnicell._core.groups import expert_zscores
+from omnicell._core.progress import progress
+from omnicell._core.provenance import write_record
+from omnicell._engine.plan import plan_tokenized
+from omnicell.models import OmniCellModel
+from omnicell.tl._gene_states import gene_index, group_codes, token_genes
 
 __all__ = ["expert_usage", "gene_routing"]
 
@@ -51,7 +51,7 @@ def expert_usage(
     model: OmniCellModel | str | os.PathLike | None = None,
     *,
     weights: Literal["probability", "topk"] = "probability",
-    key_added: str = _keys.EXPERTS,
+    key_added: str = keys.EXPERTS,
     batch_size: int | None = None,
     mod: str = "rna",
     copy: bool = False,

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
 import logging
-import math
 import os
 import time
 from typing import TYPE_CHECKING
@@ -15,40 +12,22 @@ import numpy as np
 import torch
 from anndata import AnnData
 
-from .._anndata_io import resolve_modality, update_mudata
-from .._loader import Precision, plan_inference, restore_on_error
-from .._provenance import write_record
-from .._tokenization import TokenizeRecord
-from .._validate import check_count, check_number, resolve_random_state
-from ..models import OmniCellModel, resolve_device, resolve_model
-from ..train import (
-    CellStream,
-    DistributedContext,
-    LossLog,
-    MaskingConfig,
-    ObjectiveConfig,
-    OptimizerConfig,
-    StepPosition,
-    StepResult,
-    StreamSource,
-    Trainer,
-    evaluate_masked_loss,
-    mask_batch,
-    step_batches,
-    train_loop,
-    weights_sha256,
-)
+from omnicell._core.adata import resolve_modality, update_mudata
+from omnicell._core.checks import check_count, check_number, resolve_random_state
+from omnicell._core.provenance import write_record
+from omnicell._core.tokenize_record import TokenizeRecord
+from omnicell._engine.plan import Precision, plan_inference, restore_on_error
+from omnicell.models import OmniCellModel, resolve_device, resolve_model
+from omnicell.train import MaskingConfig, OptimizerConfig, fine_tune_network
 
 if TYPE_CHECKING:
     from mudata import MuData
 
-from ._tokenized import ensure_tokenized
+from omnicell._engine.plan import ensure_tokenized
 
 __all__ = ["fine_tune"]
 
 logger = logging.getLogger("omnicell")
-
-MAX_VALIDATION_CELLS = 2048
 
 
 def fine_tune(
@@ -187,104 +166,39 @@ def fine_tune(
             ensure_tokenized(adata, base, spatial=kind == "spatial")
         plan = plan_inference(adata, base, batch_size=micro, device="cpu", precision="float32")
 
-    # Split the cells.
-    order = np.random.default_rng([seed, 1]).permutation(plan.n_obs)
-    n_validation = min(round(float(validation_fraction) * plan.n_obs), MAX_VALIDATION_CELLS)
-    if validation_fraction > 0 and plan.n_obs >= 2:
-        n_validation = max(n_validation, 1)
-    validation_rows, train_rows = np.sort(order[:n_validation]), np.sort(order[n_validation:])
-    if len(train_rows) == 0:
-        raise ValueError(f"no cells left to train on ({plan.n_obs} cells, validation_fraction={validation_fraction}).")
-    backed = bool(getattr(adata, "isbacked", False))
-    stream = CellStream(
-        [StreamSource(plan, rows=train_rows, name="adata")],
-        seed=int(np.random.SeedSequence([seed, 2]).generate_state(1)[0]),
-        chunk_size=256 if backed else 1,
-        window_chunks=16 if backed else len(train_rows),
-    )
-    validation = [
-        mask_batch(plan.token_batch(validation_rows[start : start + micro]), masking_config,
-                   np.random.default_rng([seed, 3, start]))
-        for start in range(0, len(validation_rows), micro)
-    ]  # fmt: skip
-
-    steps_per_epoch = math.ceil(len(train_rows) / int(batch_size))
-    total = int(epochs) * steps_per_epoch
-    warmup = int(warmup_steps) if warmup_steps is not None else max(0, total // 10)
-    optimizer = dataclasses.replace(optimizer, warmup_steps=warmup)
-    network = copy.deepcopy(base.network).to(torch_device)
-    trainer_precision = "float32" if precision == "float32" else ("bfloat16" if precision == "bfloat16" else "auto")
-    trainer = Trainer(network, optimizer, total_steps=total, precision=trainer_precision,
-                      context=DistributedContext(device=torch_device))  # fmt: skip
-    objective = ObjectiveConfig()
-
-    heldout = (
-        [evaluate_masked_loss(network, validation, device=torch_device, objective=objective)] if validation else []
-    )
-    train_loss: list[float] = []
-    losses: list[float] = []
-
-    def locate(step: int) -> StepPosition:
-        return StepPosition(step, kind, 0, step, step * int(batch_size) / len(train_rows))
-
-    def end_of_epoch(position: StepPosition, result: StepResult) -> dict[str, str] | None:
-        """The held-out loss after the last step of each epoch (a column of that step's log row)."""
-        losses.append(result.mlm)
-        if (position.step + 1) % steps_per_epoch:
-            return None
-        train_loss.append(float(np.mean(losses)))
-        losses.clear()
-        if validation:
-            heldout.append(evaluate_masked_loss(network, validation, device=torch_device, objective=objective))
-        logger.info(
-            "fine_tune: epoch %d: train masked loss %.4f%s", len(train_loss), train_loss[-1],
-            f", held-out {heldout[-1]:.4f} (before: {heldout[0]:.4f})" if heldout else "",
-        )  # fmt: skip
-        return {"heldout_mlm": f"{heldout[-1]:.6f}"} if validation else None
-
-    started_all = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        loss_log = stack.enter_context(LossLog(log, extra_columns=("heldout_mlm",))) if log is not None else None
-        train_loop(
-            trainer, start=0, end=total, seed=seed, locate=locate, log=loss_log, evaluate=end_of_epoch,
-            batches=lambda step: step_batches(
-                stream, masking_config, seed=seed, stage_index=0, stage_step=step,
-                cells_per_step=int(batch_size), micro_batch_size=micro,
-            ),
-            description="fine_tune",
-        )  # fmt: skip
-    network.eval()
-    tuned = OmniCellModel(
-        network,
-        base.vocab,
-        name=name or f"{base.name}-finetuned",
-        sha256=weights_sha256(network),
-        source=f"fine_tune of {base.name} (sha256 {base.sha256})",
-    )
+    started = time.perf_counter()
+    result = fine_tune_network(
+        plan, base, kind=kind, masking=masking_config, optimizer=optimizer, epochs=int(epochs),
+        batch_size=int(batch_size), micro=micro, warmup_steps=warmup_steps,
+        validation_fraction=float(validation_fraction), seed=seed, device=torch_device,
+        precision=precision if precision in ("float32", "bfloat16") else "auto", log=log, name=name,
+        backed=bool(getattr(adata, "isbacked", False)),
+    )  # fmt: skip
+    tuned = result.model
     write_record(
         adata,
         "fine_tune",
         {
             "kind": kind,
             "epochs": int(epochs),
-            "steps": total,
+            "steps": result.steps,
             "batch_size": int(batch_size),
             "micro_batch_size": micro,
             "lr": float(lr),
             "min_lr": float(min_lr),
-            "warmup_steps": warmup,
+            "warmup_steps": result.warmup_steps,
             "weight_decay": float(weight_decay),
             "clip_norm": clip_norm,
             "masking": dataclasses.asdict(masking_config),
             "validation_fraction": float(validation_fraction),
-            "n_train": len(train_rows),
-            "n_validation": len(validation_rows),
+            "n_train": result.n_train,
+            "n_validation": result.n_validation,
             "seed": seed,
             "device": str(torch_device),
-            "precision": trainer.precision,
-            "seconds": time.perf_counter() - started_all,
-            "heldout_loss": np.asarray(heldout, dtype=np.float64) if heldout else None,
-            "train_loss": np.asarray(train_loss, dtype=np.float64),
+            "precision": result.precision,
+            "seconds": time.perf_counter() - started,
+            "heldout_loss": np.asarray(result.heldout_loss, dtype=np.float64) if result.heldout_loss else None,
+            "train_loss": np.asarray(result.train_loss, dtype=np.float64),
             "base_model": base.name,
             "base_model_sha256": base.sha256,
             **tuned.identity(),

@@ -18,16 +18,15 @@ from anndata import AnnData
 if TYPE_CHECKING:
     from mudata import MuData
 
-from .. import _keys
-from .._anndata_io import copy_target, finish, resolve_modality
-from .._docs import doc_params
-from .._loader import Precision
-from .._provenance import write_record
-from .._validate import check_key_added
-from ..model import OmniCell
-from ..models import OmniCellModel, resolve_model
-from ._gene_states import gene_index, group_codes, token_genes
-from ._tokenized import plan_tokenized
+from omnicell._core import keys
+from omnicell._core.adata import copy_target, finish, resolve_modality
+from omnicell._core.checks import check_key_added
+from omnicell._core.docs import doc_params
+from omnicell._core.provenance import write_record
+from omnicell._engine.plan import Precision, plan_tokenized
+from omnicell.models import OmniCellModel, resolve_model
+from omnicell.nn import OmniCell
+from omnicell.tl._gene_states import gene_index, group_codes, token_genes
 
 __all__ = ["gene_importance", "importance_roc"]
 
@@ -73,7 +72,7 @@ def gene_importance(
     groupby: str | None = None,
     layers: Sequence[int] | None = None,
     store_cells: bool = True,
-    key_added: str = _keys.IMPORTANCE,
+    key_added: str = keys.IMPORTANCE,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     precision: Precision = "auto",
@@ -144,7 +143,7 @@ def gene_importance(
     if copy:
         container, adata = copy_target(container, adata, mod)
     if batch_size is None:
-        from .._settings import settings
+        from omnicell._core.settings import settings
 
         batch_size = min(settings.batch_size, 8)
     plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
@@ -206,7 +205,7 @@ def importance_roc(
     adata: AnnData,
     groupby: str,
     *,
-    key: str = _keys.IMPORTANCE,
+    key: str = keys.IMPORTANCE,
     exclude_self: bool = False,
 ) -> pd.DataFrame:
     """The paper's multiclass ROC evaluation of gene-cell importance: per-group AUC.

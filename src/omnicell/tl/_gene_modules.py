@@ -14,12 +14,12 @@ from anndata import AnnData
 if TYPE_CHECKING:
     from mudata import MuData
 
-from .. import _keys
-from .._anndata_io import copy_target, finish, resolve_modality
-from .._docs import doc_params
-from .._provenance import write_record
-from .._tokenization import TokenizeRecord
-from .._validate import check_count, check_key_added, check_number, expression_source, resolve_random_state
+from omnicell._core import keys
+from omnicell._core.adata import copy_target, expression_source, finish, resolve_modality
+from omnicell._core.checks import check_count, check_key_added, check_number, resolve_random_state
+from omnicell._core.docs import doc_params
+from omnicell._core.provenance import write_record
+from omnicell._core.tokenize_record import TokenizeRecord
 
 __all__ = ["gene_modules", "gene_similarity"]
 
@@ -60,14 +60,14 @@ def gene_modules(
     similarity: Literal["cosine", "gaussian"] = "cosine",
     power: float = 6.0,
     min_size: int = 5,
-    use_rep: str = _keys.GENE_EMBEDDING,
+    use_rep: str = keys.GENE_EMBEDDING,
     score: bool = True,
     ctrl_size: int = 50,
     layer: str | None = None,
     use_raw: bool | None = None,
     random_state: int | None = None,
     seed: int | None = None,
-    key_added: str = _keys.GENE_MODULE,
+    key_added: str = keys.GENE_MODULE,
     mod: str = "rna",
     copy: bool = False,
 ) -> AnnData | MuData | None:

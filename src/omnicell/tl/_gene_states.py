@@ -23,11 +23,11 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
-from .._groups import group_codes  # re-exported for the gene-level tools
-from .._loader import InferencePlan
-from .._tokenization import TokenizeRecord
-from ..data import read_csr
-from ..model import pool_cells
+from omnicell._core.groups import group_codes  # re-exported for the gene-level tools
+from omnicell._core.tokenize_record import TokenizeRecord
+from omnicell._engine.plan import InferencePlan
+from omnicell.data import read_csr
+from omnicell.nn import pool_cells
 
 __all__ = [
     "CellGeneEmbeddings",

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from .._progress import progress
+from omnicell._core.progress import progress
 
 __all__ = [
     "GPRGNN",

@@ -18,14 +18,14 @@ from anndata import AnnData
 if TYPE_CHECKING:
     from mudata import MuData
 
-from .. import _keys
-from .._anndata_io import copy_target, finish, resolve_modality
-from .._docs import doc_params
-from .._loader import Precision
-from .._provenance import write_record
-from .._tokenization import TokenizeRecord
-from ..models import OmniCellModel
-from ._gene_states import (
+from omnicell._core import keys
+from omnicell._core.adata import copy_target, finish, resolve_modality
+from omnicell._core.docs import doc_params
+from omnicell._core.provenance import write_record
+from omnicell._core.tokenize_record import TokenizeRecord
+from omnicell._engine.plan import Precision, plan_tokenized
+from omnicell.models import OmniCellModel
+from omnicell.tl._gene_states import (
     DEFAULT_MAX_MEMORY,
     CellGeneEmbeddings,
     collect_cell_gene_embeddings,
@@ -34,7 +34,6 @@ from ._gene_states import (
     group_codes,
     iter_gene_blocks,
 )
-from ._tokenized import plan_tokenized
 
 __all__ = ["marker_genes", "wasserstein_one_vs_rest"]
 
@@ -94,7 +93,7 @@ def marker_genes(
     store: str | os.PathLike | None = None,
     projection: float | None = 0.9,
     pts: bool = False,
-    key_added: str = _keys.RANK_GENES,
+    key_added: str = keys.RANK_GENES,
     max_memory: float = DEFAULT_MAX_MEMORY / 1024**3,
     batch_size: int | None = None,
     device: str | torch.device | None = None,

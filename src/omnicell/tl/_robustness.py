@@ -19,17 +19,16 @@ from anndata import AnnData
 if TYPE_CHECKING:
     from mudata import MuData
 
-from .. import _keys
-from .._anndata_io import copy_target, finish, resolve_modality
-from .._docs import doc_params
-from .._loader import Precision
-from .._provenance import write_record
-from .._tokenization import TokenizeRecord
-from .._validate import expression_source, resolve_random_state
-from ..data import read_csr
-from ..models import OmniCellModel
-from ._cell_tasks import agreement, get_labels, knn_graph, leiden
-from ._tokenized import ensure_tokenized
+from omnicell._core import keys
+from omnicell._core.adata import copy_target, expression_source, finish, resolve_modality
+from omnicell._core.checks import resolve_random_state
+from omnicell._core.docs import doc_params
+from omnicell._core.provenance import write_record
+from omnicell._core.tokenize_record import TokenizeRecord
+from omnicell._engine.plan import Precision, ensure_tokenized
+from omnicell.data import read_csr
+from omnicell.models import OmniCellModel
+from omnicell.tl._cell_tasks import agreement, get_labels, knn_graph, leiden
 
 __all__ = ["dropout_robustness", "tokenised_matrix"]
 
@@ -62,7 +61,7 @@ def _noisy_anndata(adata: AnnData, values: sp.csr_matrix, record: TokenizeRecord
     noisy = AnnData(X=values, obs=adata.obs.copy(), var=pd.DataFrame(index=pd.Index(record.genes)))
     dataclasses.replace(record, use_raw=False, layer=None).write(noisy)
     if record.spatial:
-        noisy.obsm[_keys.OBSM_NEIGHBORS] = np.asarray(adata.obsm[_keys.OBSM_NEIGHBORS])
+        noisy.obsm[keys.OBSM_NEIGHBORS] = np.asarray(adata.obsm[keys.OBSM_NEIGHBORS])
         noisy.obsm[str(record.spatial_key)] = np.asarray(adata.obsm[str(record.spatial_key)])
     return noisy
 
@@ -131,8 +130,8 @@ def dropout_robustness(
         ``n_clusters``, ``n_empty_cells`` (cells left with no expressed selected gene),
         ``fraction_kept`` (share of the non-zero values kept)).
     """
-    from .._validate import check_adata
-    from ._embed_cells import embed_cells
+    from omnicell._core.checks import check_adata
+    from omnicell.tl._embed_cells import embed_cells
 
     container, adata = resolve_modality(adata, mod, "dropout_robustness")
     labels = get_labels(adata, label_key, "dropout_robustness")
@@ -165,7 +164,7 @@ def dropout_robustness(
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*express none of the", category=UserWarning)
                 embed_cells(noisy, loaded, batch_size=batch_size, device=device, precision=precision)
-            embedding = noisy.obsm[_keys.EMBEDDING]
+            embedding = noisy.obsm[keys.EMBEDDING]
         else:
             embedding = np.asarray(embed(noisy), dtype=np.float32)
             if embedding.ndim != 2 or embedding.shape[0] != adata.n_obs:

@@ -13,13 +13,13 @@ from anndata import AnnData
 if TYPE_CHECKING:
     from mudata import MuData
 
-from .. import _keys
-from .._anndata_io import copy_target, finish, resolve_modality
-from .._docs import doc_params
-from .._provenance import write_record
-from .._validate import check_coordinates, check_libraries, resolve_random_state
-from ..data import spatial_knn
-from ._cell_tasks import (
+from omnicell._core import keys
+from omnicell._core.adata import copy_target, finish, resolve_modality
+from omnicell._core.checks import check_coordinates, check_libraries, resolve_random_state
+from omnicell._core.docs import doc_params
+from omnicell._core.provenance import write_record
+from omnicell.data import spatial_knn
+from omnicell.tl._cell_tasks import (
     as_categorical,
     get_representation,
     graph_for,
@@ -32,7 +32,7 @@ __all__ = ["neighborhood_average", "spatial_domains"]
 
 logger = logging.getLogger("omnicell")
 
-NICHE = _keys.EMBEDDING + _keys.NICHE_SUFFIX
+NICHE = keys.EMBEDDING + keys.NICHE_SUFFIX
 
 
 @doc_params
@@ -48,7 +48,7 @@ def spatial_domains(
     max_steps: int = 30,
     random_state: int | None = None,
     seed: int | None = None,
-    key_added: str = _keys.DOMAIN,
+    key_added: str = keys.DOMAIN,
     mod: str = "rna",
     copy: bool = False,
 ) -> AnnData | MuData | None:
@@ -173,7 +173,7 @@ def neighborhood_average(
     *,
     use_rep: str = "X_pca",
     n_neighbors: int = 9,
-    spatial_key: str = _keys.SPATIAL,
+    spatial_key: str = keys.SPATIAL,
     library_key: str | None = None,
     key_added: str | None = None,
     mod: str = "rna",
@@ -220,7 +220,7 @@ def neighborhood_average(
     if int(n_neighbors) < 1:
         raise ValueError(f"n_neighbors must be at least 1, got {n_neighbors}.")
     libraries = check_libraries(adata, library_key)
-    key_added = key_added if key_added is not None else use_rep + _keys.NICHE_SUFFIX
+    key_added = key_added if key_added is not None else use_rep + keys.NICHE_SUFFIX
     neighbors = spatial_knn(coordinates, int(n_neighbors), libraries=libraries)
     window = np.concatenate([np.arange(adata.n_obs)[:, None], neighbors], axis=1)
     present = window >= 0

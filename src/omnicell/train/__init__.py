@@ -3,26 +3,31 @@
 The objective is the paper's masked soft-rank regression (Huber loss on the symmetric bilinear
 head's predictions at masked positions) plus the MoE load-balance loss with its adaptive weight.
 :func:`pretrain` runs a recipe file (``omnicell pretrain RECIPE``), alone or under ``torchrun``;
-:func:`omnicell.tl.fine_tune` continues training on one AnnData.
+:func:`fine_tune_network` continues training on one planned pass (what :func:`omnicell.tl.fine_tune` runs
+on an AnnData).
 """
 
-from ._checkpoint import find_latest, load_training_state, save_checkpoint, weights_sha256
-from ._distributed import DistributedContext, init_distributed
-from ._loop import LOG_COLUMNS, LossLog, StepPosition, train_loop
-from ._losses import ObjectiveConfig, adaptive_balance_weight, masked_huber
-from ._masking import MaskedBatch, MaskingConfig, mask_batch
-from ._pretrain import pretrain, step_batches
-from ._recipe import DataFileSpec, ModelSection, Recipe, StageSpec, read_recipe
-from ._schedule import WarmupCosine, warmup_cosine_rate
-from ._stream import CellStream, StreamSource, concat_batches, open_h5ad_source
-from ._trainer import OptimizerConfig, StepResult, Trainer, evaluate_masked_loss
-from ._vocab import build_vocabulary, human_gene_ids
+from omnicell.data import human_gene_ids
+from omnicell.train._build_vocab import build_vocabulary
+from omnicell.train._distributed import DistributedContext, init_distributed
+from omnicell.train._fine_tune import MAX_VALIDATION_CELLS, FineTuneResult, fine_tune_network
+from omnicell.train._loop import LOG_COLUMNS, LossLog, StepPosition, train_loop
+from omnicell.train._losses import ObjectiveConfig, adaptive_balance_weight, masked_huber
+from omnicell.train._masking import MaskedBatch, MaskingConfig, mask_batch
+from omnicell.train._pretrain import pretrain, step_batches
+from omnicell.train._recipe import DataFileSpec, ModelSection, Recipe, StageSpec, read_recipe
+from omnicell.train._schedule import WarmupCosine, warmup_cosine_rate
+from omnicell.train._stream import CellStream, StreamSource, concat_batches, open_h5ad_source
+from omnicell.train._trainer import OptimizerConfig, StepResult, Trainer, evaluate_masked_loss
+from omnicell.train._training_state import find_latest, load_training_state, save_checkpoint, weights_sha256
 
 __all__ = [
     "LOG_COLUMNS",
+    "MAX_VALIDATION_CELLS",
     "CellStream",
     "DataFileSpec",
     "DistributedContext",
+    "FineTuneResult",
     "LossLog",
     "MaskedBatch",
     "MaskingConfig",
@@ -41,6 +46,7 @@ __all__ = [
     "concat_batches",
     "evaluate_masked_loss",
     "find_latest",
+    "fine_tune_network",
     "human_gene_ids",
     "init_distributed",
     "load_training_state",

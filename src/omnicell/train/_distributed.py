@@ -69,7 +69,7 @@ def init_distributed(device: str | torch.device | None = None, *, timeout_s: flo
     timeout_s
         Collective timeout.
     """
-    from ..models import resolve_device
+    from omnicell.models import resolve_device
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))

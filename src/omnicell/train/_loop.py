@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from .._progress import progress as track_progress
-from ._masking import MaskedBatch
-from ._trainer import StepResult, Trainer
+from omnicell._core.progress import progress as track_progress
+from omnicell.train._masking import MaskedBatch
+from omnicell.train._trainer import StepResult, Trainer
 
 __all__ = ["LOG_COLUMNS", "LossLog", "StepPosition", "train_loop"]
 

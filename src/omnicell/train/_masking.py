@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..data import TokenBatch
+from omnicell.data import TokenBatch
 
 __all__ = ["MaskedBatch", "MaskingConfig", "StageKind", "mask_batch"]
 

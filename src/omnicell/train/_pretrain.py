@@ -12,10 +12,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._settings import settings
-from ..data import Vocabulary
-from ..model import OmniCell, OmniCellConfig
-from ._checkpoint import (
+from omnicell._core.settings import settings
+from omnicell.data import Vocabulary
+from omnicell.nn import OmniCell, OmniCellConfig
+from omnicell.train._build_vocab import build_vocabulary
+from omnicell.train._distributed import DistributedContext, init_distributed
+from omnicell.train._loop import LossLog, StepPosition, train_loop
+from omnicell.train._masking import MaskedBatch, MaskingConfig, mask_batch
+from omnicell.train._recipe import Recipe, StageSpec, read_recipe
+from omnicell.train._stream import CellStream, close_training_cells, open_h5ad_source, open_training_cells
+from omnicell.train._trainer import StepResult, Trainer
+from omnicell.train._training_state import (
     find_latest,
     get_rng_state,
     load_training_state,
@@ -24,27 +31,10 @@ from ._checkpoint import (
     set_rng_state,
     weights_sha256,
 )
-from ._distributed import DistributedContext, init_distributed
-from ._loop import LossLog, StepPosition, train_loop
-from ._masking import MaskedBatch, MaskingConfig, mask_batch
-from ._recipe import Recipe, StageSpec, read_recipe
-from ._stream import CellStream, close_training_cells, open_h5ad_source, open_training_cells
-from ._trainer import StepResult, Trainer
-from ._vocab import build_vocabulary
 
-__all__ = ["initialize_weights", "pretrain", "step_batches"]
+__all__ = ["pretrain", "step_batches"]
 
 logger = logging.getLogger("omnicell")
-
-
-def initialize_weights(network: OmniCell, std: float) -> None:
-    """Draw every linear, embedding and expert weight from ``N(0, std)`` (norm gains and ``output.W`` kept)."""
-    if not std > 0:
-        raise ValueError(f"init_std must be positive, got {std!r}.")
-    with torch.no_grad():
-        for module in network.modules():
-            if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
-                module.weight.normal_(0.0, std)
 
 
 def step_batches(
@@ -162,7 +152,12 @@ class _Run:
         """
         if getattr(self, "_tokenization", None) is not None:
             return self._tokenization
-        from ..data import ModelTokenization, SingleCellTokenization, SpatialTokenization, median_neighbor_distance
+        from omnicell.data import (
+            ModelTokenization,
+            SingleCellTokenization,
+            SpatialTokenization,
+            median_neighbor_distance,
+        )
 
         single = [stage for stage in self.recipe.stages if not stage.spatial]
         spatial = [stage for stage in self.recipe.stages if stage.spatial]
@@ -197,7 +192,7 @@ class _Run:
         return self._tokenization
 
     def _initial_model(self):
-        from ..models import OmniCellModel, load
+        from omnicell.models import OmniCellModel, load
 
         section = self.recipe.model
         if section.init is not None:
@@ -223,7 +218,7 @@ class _Run:
             torch.manual_seed(self.recipe.seed)
             network = OmniCell(config, attention_backend=settings.attention_backend)
             if section.init_std is not None:
-                initialize_weights(network, float(section.init_std))
+                network.initialize_weights(float(section.init_std))
         return OmniCellModel(
             network,
             vocab,
@@ -277,7 +272,7 @@ class _Run:
 
     # ------------------------------------------------------------------ run
     def run(self, *, resume: bool | str | os.PathLike, max_steps: int | None):
-        from ..models import OmniCellModel, load
+        from omnicell.models import OmniCellModel, load
 
         recipe, context = self.recipe, self.context
         state = None
@@ -373,7 +368,7 @@ class _Run:
         )
 
     def _checkpoint(self, model, trainer: Trainer, done: int, last: StepResult | None) -> None:
-        from ..models import OmniCellModel
+        from omnicell.models import OmniCellModel
 
         if self.context.is_main:
             stage_index, stage_step = self.recipe.stage_at(done - 1)

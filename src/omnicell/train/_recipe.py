@@ -35,8 +35,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._masking import STAGE_KINDS, MaskingConfig
-from ._trainer import OptimizerConfig
+from omnicell.train._masking import STAGE_KINDS, MaskingConfig
+from omnicell.train._trainer import OptimizerConfig
 
 __all__ = ["DataFileSpec", "ModelSection", "Recipe", "StageSpec", "read_recipe"]
 

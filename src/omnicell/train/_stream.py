@@ -1,7 +1,7 @@
 """Streaming training cells from many (backed) AnnData files.
 
 Every file is tokenised exactly as for inference (:func:`omnicell.pp.tokenize`, then the
-:class:`~omnicell._loader.InferencePlan` that :func:`omnicell.tl.embed_cells` uses), so a
+:class:`~omnicell._engine.plan.InferencePlan` that :func:`omnicell.tl.embed_cells` uses), so a
 training sequence is the sequence the model will later see for that cell; spatial files give
 focal-plus-neighbours windows.
 
@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from .._loader import plan_inference
-from ..data import TokenBatch
-from ..pp import tokenize
+from omnicell._engine.plan import plan_inference
+from omnicell._engine.tokenize import tokenize
+from omnicell.data import TokenBatch
 
 __all__ = [
     "CellStream",
@@ -51,7 +51,7 @@ class StreamSource:
     Attributes
     ----------
     plan
-        An :class:`~omnicell._loader.InferencePlan` (anything with ``token_batch(rows)``).
+        An :class:`~omnicell._engine.plan.InferencePlan` (anything with ``token_batch(rows)``).
     rows
         The rows (focal cells) that take part, e.g. the training split; all rows when None.
     name
@@ -94,7 +94,7 @@ def open_training_cells(spec, *, spatial: bool = False, backed: bool = True):
     """
     import anndata as ad
 
-    from ..data import is_soma_uri, read_soma
+    from omnicell.data import is_soma_uri, read_soma
 
     path = os.fspath(spec.path)
     if is_soma_uri(path):

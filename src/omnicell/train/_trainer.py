@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..model import OmniCell
-from ._distributed import DistributedContext, all_reduce_sum
-from ._losses import ObjectiveConfig, adaptive_balance_weight, masked_huber
-from ._masking import MaskedBatch
-from ._schedule import WarmupCosine
+from omnicell.nn import OmniCell
+from omnicell.train._distributed import DistributedContext, all_reduce_sum
+from omnicell.train._losses import ObjectiveConfig, adaptive_balance_weight, masked_huber
+from omnicell.train._masking import MaskedBatch
+from omnicell.train._schedule import WarmupCosine
 
 __all__ = ["OptimizerConfig", "StepResult", "Trainer", "derive_seed"]
 

@@ -7,11 +7,10 @@ gene selection and neighbour search use the whole file, exactly as an unsharded 
 shards gives the AnnData the unsharded run writes: same cells in the same order, the same float32
 embeddings, the same provenance.
 
-Stable API (used by ``omnicell embed --shard``, ``omnicell merge`` and distributed embedding under
-torchrun, where rank ``r`` of ``w`` embeds shard ``r/w`` and rank 0 merges):
+The shares are the engine's (:func:`omnicell._engine.split.shard_slice`), which ``torchrun`` ranks
+use too (:mod:`omnicell.cli._embed_file`); here are the command line's two ends of it:
 
-- :func:`shard_slice` and :func:`parse_shard`,
-- :func:`embed_shard` (one shard as an in-memory AnnData),
+- :func:`parse_shard` (``--shard I/N``) and :func:`embed_shard` (one shard as an in-memory AnnData),
 - :func:`merge_shards` (the shards, as AnnData objects or files, into one AnnData).
 """
 
@@ -29,31 +28,16 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from . import _keys
+from omnicell._core import keys
+from omnicell._core.provenance import write_record
+from omnicell._engine.embed import embed_windows, write_embedding
+from omnicell._engine.plan import plan_tokenized
+from omnicell._engine.split import shard_slice
 
-__all__ = ["SHARD_RECORD", "embed_shard", "merge_shards", "parse_shard", "shard_slice"]
+__all__ = ["SHARD_RECORD", "embed_shard", "merge_shards", "parse_shard"]
 
 #: ``uns['omnicell'][SHARD_RECORD]`` describes the shard a file holds (absent after merging).
 SHARD_RECORD = "shard"
-
-
-def shard_slice(n_obs: int, index: int, count: int) -> slice:
-    """The cells of shard ``index`` (from 0) of ``count`` contiguous shares of ``n_obs`` cells.
-
-    Shares are those of :func:`numpy.array_split`: the first ``n_obs % count`` get one more cell.
-    """
-    n_obs, index, count = int(n_obs), int(index), int(count)
-    if count < 1:
-        raise ValueError(f"the number of shards must be at least 1, got {count}.")
-    if not 0 <= index < count:
-        raise ValueError(
-            f"shard index {index} is outside 0..{count - 1} (shards count from 0: 0/{count} .. {count - 1}/{count})."
-        )
-    if n_obs < 0:
-        raise ValueError(f"n_obs must be non-negative, got {n_obs}.")
-    size, extra = divmod(n_obs, count)
-    start = index * size + min(index, extra)
-    return slice(start, start + size + (1 if index < extra else 0))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -114,7 +98,7 @@ def embed_shard(
     batch_size: int | None = None,
     device: str | None = None,
     projection: float | None = 0.9,
-    key_added: str = _keys.EMBEDDING,
+    key_added: str = keys.EMBEDDING,
     store_window: bool = False,
     precision: str = "auto",
 ) -> AnnData:
@@ -144,13 +128,6 @@ def embed_shard(
     """
     import anndata as ad
 
-    from . import pp
-    from ._loader import check_options, plan_inference
-    from ._provenance import write_record
-    from ._tokenization import TokenizeRecord
-    from .models import resolve_model
-    from .tl._embed_cells import embed_windows, write_embedding
-
     if projection is not None and not 0.0 < float(projection) <= 1.0:
         raise ValueError(f"projection must lie in (0, 1] or be None, got {projection!r}.")
     if isinstance(source, AnnData):
@@ -160,13 +137,9 @@ def embed_shard(
         adata, name = ad.read_h5ad(path, backed="r"), path.name
     try:
         cells = shard_slice(adata.n_obs, index, count)
-        check_options(batch_size=batch_size, device=device, precision=precision)
-        loaded = resolve_model(model)
-        if tokenize is not None:
-            pp.tokenize(adata, loaded, **dict(tokenize))
-        elif TokenizeRecord.read(adata) is None:
-            pp.tokenize(adata, loaded)  # as embed_cells does on an AnnData never tokenised
-        plan = plan_inference(adata, loaded, batch_size=batch_size, device=device, precision=precision)
+        plan = plan_tokenized(
+            adata, model, batch_size=batch_size, device=device, precision=precision, tokenize_options=tokenize
+        )
         window, n_empty = embed_windows(plan, projection, cells=cells)
         part = _shard_anndata(adata, cells)
         write_embedding(
@@ -244,7 +217,7 @@ def merge_shards(shards: Sequence[AnnData | str | os.PathLike]) -> AnnData:
     reference: tuple[dict, str] | None = None
     for shard in shards:
         adata, label = _read_shard(shard)
-        store = adata.uns.get(_keys.UNS, {})
+        store = adata.uns.get(keys.UNS, {})
         record = store.get(SHARD_RECORD)
         if record is None or "embed_cells" not in store:
             raise ValueError(f"{label} is not a shard of `omnicell embed --shard I/N` (no uns['omnicell']['shard']).")
@@ -259,7 +232,7 @@ def merge_shards(shards: Sequence[AnnData | str | os.PathLike]) -> AnnData:
                         f"{label} does not belong with {first_label}: their {field} differ "
                         f"({record[field]} vs {first[field]}); merge the shards of one run."
                     )
-            other = parts[next(iter(parts))][0].uns[_keys.UNS]
+            other = parts[next(iter(parts))][0].uns[keys.UNS]
             for function in ("tokenize", "embed_cells"):
                 mine = {k: v for k, v in store.get(function, {}).items() if k != "n_empty_cells"}
                 theirs = {k: v for k, v in other.get(function, {}).items() if k != "n_empty_cells"}
@@ -291,11 +264,11 @@ def merge_shards(shards: Sequence[AnnData | str | os.PathLike]) -> AnnData:
 def _concatenate(parts: list[AnnData]) -> AnnData:
     head = parts[0]
     uns = _copy.deepcopy(dict(head.uns))
-    store = uns[_keys.UNS]
-    shard_records = [part.uns[_keys.UNS][SHARD_RECORD] for part in parts]
+    store = uns[keys.UNS]
+    shard_records = [part.uns[keys.UNS][SHARD_RECORD] for part in parts]
     del store[SHARD_RECORD]
     store["embed_cells"]["n_empty_cells"] = type(store["embed_cells"]["n_empty_cells"])(
-        sum(int(part.uns[_keys.UNS]["embed_cells"]["n_empty_cells"]) for part in parts)
+        sum(int(part.uns[keys.UNS]["embed_cells"]["n_empty_cells"]) for part in parts)
     )
     merged = AnnData(
         X=_stack([part.X for part in parts]),

@@ -10,7 +10,7 @@ Backends
 ``"eager"``
     Explicit softmax attention in PyTorch; the only backend that can return attention weights.
 ``"triton"``
-    A Triton kernel (:mod:`omnicell.model._triton_attention`, ``pip install 'omnicell[kernels]'``)
+    A Triton kernel (:mod:`omnicell.nn._triton_attention`, ``pip install 'omnicell[kernels]'``)
     that applies the 2D rotary rotation to q and k inside a flash-attention style kernel over packed
     sequences. Forward only: any call that needs gradients (training, fine-tuning) runs through
     SDPA instead, so its flash backward is used. Needs CUDA tensors, or ``TRITON_INTERPRET=1`` set
@@ -25,7 +25,7 @@ A batch may be *packed*: the sequences laid end to end in one row (1, N) without
 boundaries in ``cu_seqlens`` (B + 1 offsets), every token carrying its own (x, y). Each backend has
 a variable-length path: on CUDA, SDPA through a nested (jagged) tensor, ``flash_attn``'s varlen
 kernel or the Triton kernel; on CPU, SDPA (or eager attention) once per sequence, which computes
-no padded position. :class:`omnicell.model.OmniCell` packs padded batches itself when padding
+no padded position. :class:`omnicell.nn.OmniCell` packs padded batches itself when padding
 exceeds ``pack_threshold``.
 """
 
@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ATTENTION_BACKENDS", "Packing", "Rotary", "RotaryEmbedding2D", "SelfAttention", "resolve_backend"]
+from omnicell._core.settings import ATTENTION_BACKENDS
 
-ATTENTION_BACKENDS = ("auto", "sdpa", "flash_attn", "eager", "triton")
+__all__ = ["ATTENTION_BACKENDS", "Packing", "Rotary", "RotaryEmbedding2D", "SelfAttention", "resolve_backend"]
 
 
 def flash_attn_available() -> bool:
@@ -242,7 +242,7 @@ def _triton_attention(
     index: torch.Tensor | None,
 ) -> torch.Tensor:
     """The fused kernel on (B, T, H, D) projections, packed (B = 1) or padded with real tokens at ``index``."""
-    from ._triton_attention import interpreted, rotary_attention
+    from omnicell.nn._triton_attention import interpreted, rotary_attention
 
     if q.device.type != "cuda" and not interpreted():
         raise RuntimeError(

@@ -1,6 +1,6 @@
 """How token batches reach the device: built in DataLoader workers, pinned, copied without blocking.
 
-Kept apart from :mod:`omnicell._loader` (which plans a pass and validates the AnnData) so that the
+Kept apart from :mod:`omnicell._engine.plan` (which plans a pass and validates the AnnData) so that the
 throughput machinery does not mix with validation. Batches come out in cell order whatever the
 number of workers, so results do not depend on it.
 """
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from .data import TokenBatch
+from omnicell.data import TokenBatch
 
 __all__ = ["auto_batch_size", "device_batches"]
 

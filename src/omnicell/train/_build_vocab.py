@@ -9,18 +9,11 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from ..data import SPECIAL_TOKENS, Vocabulary
+from omnicell.data import SPECIAL_TOKENS, Vocabulary, human_gene_ids
 
-__all__ = ["build_vocabulary", "human_gene_ids"]
+__all__ = ["build_vocabulary"]
 
 logger = logging.getLogger("omnicell")
-
-
-def human_gene_ids() -> list[str]:
-    """All human Ensembl gene ids of the gene tables shipped with omnicell."""
-    from ..data._genes import _read_table
-
-    return sorted(set(_read_table("human_genes.tsv.gz")["ensembl_id"]))
 
 
 def expressing_cells(matrix, *, chunk_size: int = 4096) -> np.ndarray:
@@ -48,7 +41,7 @@ def build_vocabulary(
     """Vocabulary of the genes present in training files, as human Ensembl ids.
 
     Gene names of each file (Ensembl ids, human symbols or mouse genes) are mapped with
-    :func:`omnicell.data._genes.map_gene_names` against all human Ensembl ids; a gene enters the
+    :func:`omnicell.data.map_gene_names` against all human Ensembl ids; a gene enters the
     vocabulary when at least ``min_cells`` cells, summed over the files, express it. Gene tokens are
     numbered in sorted id order, followed by the special tokens.
 
@@ -62,10 +55,10 @@ def build_vocabulary(
     species
         Default species of the gene names where a file does not say (``"auto"`` detects it).
     """
-    from .._validate import expression_source
-    from ..data._genes import map_gene_names
-    from ._recipe import DataFileSpec
-    from ._stream import close_training_cells, open_training_cells
+    from omnicell._core.adata import expression_source
+    from omnicell.data import map_gene_names
+    from omnicell.train._recipe import DataFileSpec
+    from omnicell.train._stream import close_training_cells, open_training_cells
 
     universe = human_gene_ids()
     totals: dict[str, int] = {}

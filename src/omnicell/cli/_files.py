@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_output
+from omnicell._core.atomic import atomic_output
 
 __all__ = ["InputError", "check_output", "read_data", "read_reference", "write_data"]
 

@@ -1,7 +1,10 @@
-"""The loader shared by every tool that runs the model over the cells of an AnnData (tl, get, train).
+"""The plan of a pass of the model over the cells of an AnnData, shared by ``tl``, ``get``, ``train`` and ``cli``.
 
-It sits below `tl` and `train`: both plan a pass over a tokenised AnnData here and read token
-batches from it, so neither reaches into the other.
+:func:`plan_inference` validates a tokenised AnnData against the model and the options (writing
+nothing) and returns an :class:`InferencePlan`, whose :meth:`~InferencePlan.batches` runs the
+model batch by batch; :func:`plan_tokenized` first tokenises with the defaults when the user did
+not (:func:`omnicell.pp.tokenize`, which lives in :mod:`omnicell._engine.tokenize` so that
+``train`` can use it too).
 """
 
 from __future__ import annotations
@@ -9,25 +12,35 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from anndata import AnnData
 
-from . import _keys
-from ._batch_pipeline import auto_batch_size, device_batches
-from ._progress import progress as track_progress
-from ._provenance import obs_names_fingerprint
-from ._settings import settings
-from ._tokenization import TokenizeRecord
-from ._validate import check_coordinates, check_count, expression_source
-from .data import TokenBatch, batch_for_cells
-from .model import ForwardOutput
-from .models import OmniCellModel, resolve_device, resolve_model
+from omnicell._core import keys
+from omnicell._core.adata import expression_source
+from omnicell._core.checks import check_coordinates, check_count
+from omnicell._core.progress import progress as track_progress
+from omnicell._core.provenance import obs_names_fingerprint
+from omnicell._core.settings import settings
+from omnicell._core.tokenize_record import TokenizeRecord
+from omnicell._engine.pipeline import auto_batch_size, device_batches
+from omnicell._engine.tokenize import tokenize
+from omnicell.data import TokenBatch, batch_for_cells
+from omnicell.models import OmniCellModel, resolve_device, resolve_model
+from omnicell.nn import ForwardOutput
 
-__all__ = ["InferencePlan", "Precision", "check_options", "plan_inference", "restore_on_error"]
+__all__ = [
+    "InferencePlan",
+    "Precision",
+    "check_options",
+    "ensure_tokenized",
+    "plan_inference",
+    "plan_tokenized",
+    "restore_on_error",
+]
 
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -149,7 +162,7 @@ def check_options(
     return batch_size, torch_device, autocast_dtype
 
 
-_TOKENIZE_VAR = (_keys.VAR_GENE_ID, _keys.VAR_TOKEN, _keys.VAR_SELECTED)
+_TOKENIZE_VAR = (keys.VAR_GENE_ID, keys.VAR_TOKEN, keys.VAR_SELECTED)
 
 
 @contextlib.contextmanager
@@ -161,9 +174,9 @@ def restore_on_error(adata: AnnData) -> Iterator[None]:
     as it was.
     """
     var = {key: adata.var[key].copy() for key in _TOKENIZE_VAR if key in adata.var}
-    neighbors = adata.obsm.get(_keys.OBSM_NEIGHBORS)
-    had_store = _keys.UNS in adata.uns
-    store = dict(adata.uns.get(_keys.UNS, {}))
+    neighbors = adata.obsm.get(keys.OBSM_NEIGHBORS)
+    had_store = keys.UNS in adata.uns
+    store = dict(adata.uns.get(keys.UNS, {}))
     try:
         yield
     except BaseException:
@@ -173,13 +186,13 @@ def restore_on_error(adata: AnnData) -> Iterator[None]:
             elif key in adata.var:
                 del adata.var[key]
         if neighbors is not None:
-            adata.obsm[_keys.OBSM_NEIGHBORS] = neighbors
+            adata.obsm[keys.OBSM_NEIGHBORS] = neighbors
         else:
-            adata.obsm.pop(_keys.OBSM_NEIGHBORS, None)
+            adata.obsm.pop(keys.OBSM_NEIGHBORS, None)
         if had_store:
-            adata.uns[_keys.UNS] = store
+            adata.uns[keys.UNS] = store
         else:
-            adata.uns.pop(_keys.UNS, None)
+            adata.uns.pop(keys.UNS, None)
         raise
 
 
@@ -216,12 +229,12 @@ def plan_inference(
         )
     neighbors = coordinates = None
     if record.spatial:
-        if _keys.OBSM_NEIGHBORS not in adata.obsm:
-            raise KeyError(f"Spatial tokenisation left no obsm[{_keys.OBSM_NEIGHBORS!r}]; run oc.pp.tokenize again.")
-        neighbors = np.asarray(adata.obsm[_keys.OBSM_NEIGHBORS], dtype=np.int64)
+        if keys.OBSM_NEIGHBORS not in adata.obsm:
+            raise KeyError(f"Spatial tokenisation left no obsm[{keys.OBSM_NEIGHBORS!r}]; run oc.pp.tokenize again.")
+        neighbors = np.asarray(adata.obsm[keys.OBSM_NEIGHBORS], dtype=np.int64)
         if neighbors.shape[0] != adata.n_obs or neighbors.min() < -1 or neighbors.max() >= adata.n_obs:
             raise ValueError(
-                f"obsm[{_keys.OBSM_NEIGHBORS!r}] does not fit the cells (subset since?); run oc.pp.tokenize again."
+                f"obsm[{keys.OBSM_NEIGHBORS!r}] does not fit the cells (subset since?); run oc.pp.tokenize again."
             )
         # The neighbours are row indices: any reordering, subsetting or concatenation of the cells since
         # tokenize would silently give every cell another cell's neighbours. The record fingerprints the
@@ -230,7 +243,7 @@ def plan_inference(
         if fingerprint is not None and fingerprint != obs_names_fingerprint(adata.obs_names):
             raise ValueError(
                 f"The cells of adata are not those, in that order, that oc.pp.tokenize found the spatial neighbours "
-                f"of (obsm[{_keys.OBSM_NEIGHBORS!r}]): they were reordered, subset or concatenated since. "
+                f"of (obsm[{keys.OBSM_NEIGHBORS!r}]): they were reordered, subset or concatenated since. "
                 "Run oc.pp.tokenize(adata, spatial=True, ...) again on the cells as they are now."
             )
         coordinates = check_coordinates(adata, str(record.spatial_key)) * record.coord_scale
@@ -260,3 +273,33 @@ def plan_inference(
         where=where,
         num_workers=settings.num_workers,
     )
+
+
+def ensure_tokenized(adata: AnnData, model: OmniCellModel | str | os.PathLike | None, **options) -> OmniCellModel:
+    """The loaded model, after running :func:`omnicell.pp.tokenize` (its defaults, or ``options``) if it never ran."""
+    loaded = resolve_model(model)
+    if TokenizeRecord.read(adata) is None:
+        tokenize(adata, loaded, **options)
+    return loaded
+
+
+def plan_tokenized(
+    adata: AnnData,
+    model: OmniCellModel | str | os.PathLike | None,
+    *,
+    batch_size: int | None,
+    device: str | torch.device | None,
+    precision: Precision,
+    tokenize_options: Mapping[str, Any] | None = None,
+) -> InferencePlan:
+    """:func:`plan_inference` after tokenising: with ``tokenize_options`` when given, else with the defaults if needed.
+
+    The options of the pass are checked first, so a bad device or precision writes nothing.
+    """
+    check_options(batch_size=batch_size, device=device, precision=precision)
+    if tokenize_options is None:
+        loaded = ensure_tokenized(adata, model)
+    else:
+        loaded = resolve_model(model)
+        tokenize(adata, loaded, **tokenize_options)
+    return plan_inference(adata, loaded, batch_size=batch_size, device=device, precision=precision)

@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ._logging import get_logger
-from ._settings import settings
+from omnicell._core.log import get_logger
+from omnicell._core.settings import settings
 
 __all__ = ["Progress", "interactive", "progress"]
 

@@ -38,7 +38,7 @@ def pbmc68k_counts() -> AnnData:
 
 
 def _model_folder(model_ref) -> Path | None:
-    from . import models
+    from omnicell import models
 
     if isinstance(model_ref, (str, os.PathLike)):
         path = Path(model_ref)
@@ -119,8 +119,8 @@ def run_demo(
     import matplotlib.pyplot as plt
     import scanpy as sc
 
-    from . import models, pp, tl
-    from ._settings import settings
+    from omnicell import models, pp, tl
+    from omnicell._core.settings import settings
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)

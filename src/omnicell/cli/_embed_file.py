@@ -31,8 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from . import _keys
-from ._shards import shard_slice
+from omnicell._core import keys
+from omnicell._core.provenance import write_record
+from omnicell._engine.embed import embedding_batches, embedding_record, embedding_width, warn_empty_cells
+from omnicell._engine.plan import plan_tokenized
+from omnicell._engine.split import shard_slice
+from omnicell.models import resolve_model
+from omnicell.train import init_distributed
 
 __all__ = ["embed_to_file", "open_cells"]
 
@@ -93,7 +98,7 @@ def open_cells(
     """``(AnnData read lazily, "h5ad" or "soma")`` for an h5ad path or a SOMA experiment URI."""
     import anndata as ad
 
-    from .data import is_soma_uri, read_soma
+    from omnicell.data import is_soma_uri, read_soma
 
     text = os.fspath(source)
     if is_soma_uri(text):
@@ -121,7 +126,7 @@ def embed_to_file(
     device: str | None = None,
     precision: str = "auto",
     projection: float | None = 0.9,
-    key_added: str = _keys.EMBEDDING,
+    key_added: str = keys.EMBEDDING,
     store_window: bool = False,
     measurement: str = "RNA",
     x_layer: str | None = None,
@@ -135,12 +140,6 @@ def embed_to_file(
     (cells, dimensions, processes) on every rank. The output is written to a temporary file beside
     it and renamed at the end; the input is never modified.
     """
-    from ._loader import plan_inference
-    from .models import resolve_model
-    from .pp import tokenize as run_tokenize
-    from .tl._embed_cells import embedding_record, embedding_width, warn_empty_cells
-    from .train._distributed import init_distributed
-
     output = Path(output)
     if output.suffix != ".h5ad":
         raise ValueError(f"the output {output} must be an .h5ad file.")
@@ -157,12 +156,13 @@ def embed_to_file(
     try:
         adata, kind = open_cells(
             source, measurement=measurement, x_layer=x_layer, obs_filter=obs_filter, obs_columns=obs_columns,
-            obsm_keys=[options.get("spatial_key", _keys.SPATIAL)] if spatial else (),
+            obsm_keys=[options.get("spatial_key", keys.SPATIAL)] if spatial else (),
         )  # fmt: skip
-        loaded = resolve_model(model)
+        resolve_model(model)  # loaded (and cached) before the clock starts
         started = time.perf_counter()
-        run_tokenize(adata, loaded, **options)
-        plan = plan_inference(adata, loaded, batch_size=batch_size, device=context.device, precision=precision)
+        plan = plan_tokenized(
+            adata, model, batch_size=batch_size, device=context.device, precision=precision, tokenize_options=options
+        )
         width = embedding_width(plan, projection)
         rows = shard_slice(plan.n_obs, context.rank, context.world_size)
         scratch = output.parent / f".{output.name}.omnicell-parts"
@@ -218,17 +218,15 @@ def _embed_rows(
     """Embed ``rows`` into ``obsm`` datasets of ``path`` (or the open h5py ``handle``), row ``r`` at ``r - offset``."""
     import h5py
 
-    from .tl._embed_cells import embedding_batches
-
     n = rows.stop - rows.start
     owned = handle is None
     handle = h5py.File(path, "w") if owned else handle
     try:
         group = handle.require_group("obsm")
         embedding = _array_dataset(group, key_added, (n, width))
-        niche = _array_dataset(group, key_added + _keys.NICHE_SUFFIX, (n, width)) if plan.spatial else None
+        niche = _array_dataset(group, key_added + keys.NICHE_SUFFIX, (n, width)) if plan.spatial else None
         window = (
-            _array_dataset(group, key_added + _keys.WINDOW_SUFFIX, (n, plan.n_blocks, width))
+            _array_dataset(group, key_added + keys.WINDOW_SUFFIX, (n, plan.n_blocks, width))
             if plan.spatial and store_window
             else None
         )
@@ -275,7 +273,7 @@ def _assemble(
 
             AnnData(obs=adata.obs, var=adata.var, obsm=dict(adata.obsm)).write_h5ad(temporary)
         with h5py.File(temporary, "a") as handle:
-            for suffix in ("", _keys.NICHE_SUFFIX, _keys.WINDOW_SUFFIX):
+            for suffix in ("", keys.NICHE_SUFFIX, keys.WINDOW_SUFFIX):
                 if key_added + suffix in handle.get("obsm", {}):
                     del handle["obsm"][key_added + suffix]
             if scratch is None:
@@ -301,12 +299,12 @@ def _copy_parts(handle, scratch: Path, plan, *, world_size: int, width: int, key
     """Copy the ranks' part files into the output's obsm, in rank (= cell) order; the summed empty-cell count."""
     import h5py
 
-    keys = [key_added] + ([key_added + _keys.NICHE_SUFFIX] if plan.spatial else [])
-    keys += [key_added + _keys.WINDOW_SUFFIX] if plan.spatial and store_window else []
+    names = [key_added] + ([key_added + keys.NICHE_SUFFIX] if plan.spatial else [])
+    names += [key_added + keys.WINDOW_SUFFIX] if plan.spatial and store_window else []
     group = handle.require_group("obsm")
     targets = {}
-    for key in keys:
-        shape = (plan.n_obs, plan.n_blocks, width) if key.endswith(_keys.WINDOW_SUFFIX) else (plan.n_obs, width)
+    for key in names:
+        shape = (plan.n_obs, plan.n_blocks, width) if key.endswith(keys.WINDOW_SUFFIX) else (plan.n_obs, width)
         targets[key] = _array_dataset(group, key, shape)
     n_empty = 0
     for rank in range(world_size):
@@ -329,8 +327,6 @@ def _finish(output: Path, adata, record: dict) -> None:
     """Write var, uns and the spatial neighbours next to the embeddings and move the file into place."""
     import h5py
 
-    from ._provenance import write_record
-
     temporary = _temporary(output)
     try:
         write_record(adata, "embed_cells", record)
@@ -339,10 +335,10 @@ def _finish(output: Path, adata, record: dict) -> None:
             adata.strings_to_categoricals(var)  # as write_h5ad does, so the file equals an in-memory run's
             _write_elem(handle, "var", var)
             _write_elem(handle, "uns", dict(adata.uns))
-            if _keys.OBSM_NEIGHBORS in adata.obsm:
-                _write_elem(handle["obsm"], _keys.OBSM_NEIGHBORS, np.asarray(adata.obsm[_keys.OBSM_NEIGHBORS]))
-            elif _keys.OBSM_NEIGHBORS in handle["obsm"]:
-                del handle["obsm"][_keys.OBSM_NEIGHBORS]
+            if keys.OBSM_NEIGHBORS in adata.obsm:
+                _write_elem(handle["obsm"], keys.OBSM_NEIGHBORS, np.asarray(adata.obsm[keys.OBSM_NEIGHBORS]))
+            elif keys.OBSM_NEIGHBORS in handle["obsm"]:
+                del handle["obsm"][keys.OBSM_NEIGHBORS]
         os.replace(temporary, output)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
-from . import _keys
-from ._provenance import get_record, write_record
+from omnicell._core import keys
+from omnicell._core.provenance import get_record, write_record
 
 __all__ = ["TokenizeRecord"]
 
@@ -98,7 +98,9 @@ class TokenizeRecord:
         fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
         unknown = {k: v for k, v in values.items() if k not in fields}
         if unknown and strict:
-            raise TypeError(f"TokenizeRecord has no fields {sorted(unknown)}; declare them in _tokenization.py.")
+            raise TypeError(
+                f"TokenizeRecord has no fields {sorted(unknown)}; declare them in omnicell/_core/tokenize_record.py."
+            )
         missing = [
             name
             for name, f in fields.items()
@@ -106,7 +108,7 @@ class TokenizeRecord:
         ]
         if missing:
             raise ValueError(
-                f"adata.uns[{_keys.UNS!r}][{FUNCTION!r}] lacks {missing} (written by another program?); "
+                f"adata.uns[{keys.UNS!r}][{FUNCTION!r}] lacks {missing} (written by another program?); "
                 "run oc.pp.tokenize(adata, model) again."
             )
         converted = {name: _convert(fields[name], value) for name, value in values.items() if name in fields}

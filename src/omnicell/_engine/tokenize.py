@@ -1,4 +1,9 @@
-"""``oc.pp.tokenize``: choose the genes and neighbourhoods the model will read."""
+"""The tokenisation step (`oc.pp.tokenize`): choose the genes and neighbourhoods the model will read.
+
+It lives in the engine, below `train` and the tools, because every pass over cells starts from it:
+`pp` re-exports it, `train` tokenises its training files with it, and tools that read cells through
+the model run it with its defaults when the user did not.
+"""
 
 from __future__ import annotations
 
@@ -11,27 +16,31 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .. import _keys
-from .._anndata_io import copy_target, finish, resolve_modality
-from .._docs import doc_params
-from .._progress import progress as track_progress
-from .._provenance import obs_names_fingerprint, write_record
-from .._tokenization import TokenizeRecord
-from .._validate import (
+from omnicell._core import keys
+from omnicell._core.adata import copy_target, expression_source, finish, resolve_modality
+from omnicell._core.checks import (
     check_coordinates,
     check_count,
     check_libraries,
-    check_matrix_values,
     check_number,
     check_unique_obs_names,
     check_unique_var_names,
     describe_var_names,
-    expression_source,
     read_graph,
 )
-from ..data import graph_neighbors, highly_variable_scores, spatial_knn, top_variable
-from ..models import OmniCellModel, resolve_model
-from ._map_genes import vocabulary_token_ids
+from omnicell._core.docs import doc_params
+from omnicell._core.progress import progress as track_progress
+from omnicell._core.provenance import obs_names_fingerprint, write_record
+from omnicell._core.tokenize_record import TokenizeRecord
+from omnicell.data import (
+    check_matrix_values,
+    graph_neighbors,
+    highly_variable_scores,
+    spatial_knn,
+    top_variable,
+    vocabulary_token_ids,
+)
+from omnicell.models import OmniCellModel, resolve_model
 
 if TYPE_CHECKING:
     from mudata import MuData
@@ -55,7 +64,7 @@ def tokenize(
     species: Literal["auto", "human", "mouse"] = "auto",
     spatial: bool = False,
     n_neighbors: int | None = None,
-    spatial_key: str = _keys.SPATIAL,
+    spatial_key: str = keys.SPATIAL,
     neighbors_key: str | None = None,
     library_key: str | None = None,
     coord_scale: float | None = None,
@@ -205,13 +214,13 @@ def tokenize(
         container, adata = copy_target(container, adata, mod)
     selected = np.zeros(len(var), dtype=bool)
     selected[candidates] = True
-    _write_var(adata, var, _keys.VAR_GENE_ID, mapping.gene_ids, use_raw=use_raw, missing="")
-    _write_var(adata, var, _keys.VAR_TOKEN, token_ids, use_raw=use_raw, missing=-1)
-    _write_var(adata, var, _keys.VAR_SELECTED, selected, use_raw=use_raw, missing=False)
+    _write_var(adata, var, keys.VAR_GENE_ID, mapping.gene_ids, use_raw=use_raw, missing="")
+    _write_var(adata, var, keys.VAR_TOKEN, token_ids, use_raw=use_raw, missing=-1)
+    _write_var(adata, var, keys.VAR_SELECTED, selected, use_raw=use_raw, missing=False)
     if neighbors is not None:
-        adata.obsm[_keys.OBSM_NEIGHBORS] = neighbors
+        adata.obsm[keys.OBSM_NEIGHBORS] = neighbors
     else:
-        adata.obsm.pop(_keys.OBSM_NEIGHBORS, None)
+        adata.obsm.pop(keys.OBSM_NEIGHBORS, None)
     write_record(adata, "map_genes", mapping.record)
     TokenizeRecord.from_mapping(
         {
@@ -250,8 +259,8 @@ def tokenize(
         )  # fmt: skip
     logger.info(
         "tokenize: %d of %d genes in the vocabulary, %d candidates (%s); added .var[%r], .uns[%r][%r]%s",
-        len(in_vocab), len(var), len(candidates), strategy, _keys.VAR_TOKEN, _keys.UNS, "tokenize",
-        f", .obsm[{_keys.OBSM_NEIGHBORS!r}]" if spatial else "",
+        len(in_vocab), len(var), len(candidates), strategy, keys.VAR_TOKEN, keys.UNS, "tokenize",
+        f", .obsm[{keys.OBSM_NEIGHBORS!r}]" if spatial else "",
     )  # fmt: skip
     return finish(container, adata, copy=copy)
 
@@ -267,7 +276,7 @@ def _write_var(adata: AnnData, var: pd.DataFrame, key: str, values: np.ndarray, 
 
 def _coordinate_scale(adata: AnnData, spatial_key: str, library_key: str | None, coord_scale, defaults) -> dict:
     """The coordinate factor: the given one, or the one matching the model's nearest-neighbour distance."""
-    from ..data import median_neighbor_distance
+    from omnicell.data import median_neighbor_distance
 
     model_distance = defaults.spatial.neighbor_distance if defaults.spatial is not None else None
     data_distance = median_neighbor_distance(

@@ -8,10 +8,10 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
-from ._attention import Packing, Rotary, RotaryEmbedding2D, SelfAttention, resolve_backend
-from ._config import OmniCellConfig
-from ._embedder import TokenEmbedder, load_balance_loss
-from ._pooling import segment_mean
+from omnicell.nn._attention import Packing, Rotary, RotaryEmbedding2D, SelfAttention, resolve_backend
+from omnicell.nn._config import OmniCellConfig
+from omnicell.nn._embedder import TokenEmbedder, load_balance_loss
+from omnicell.nn._pooling import segment_mean
 
 __all__ = ["BilinearHead", "ForwardOutput", "OmniCell", "RMSNorm", "SwiGLU"]
 
@@ -130,7 +130,7 @@ class OmniCell(nn.Module):
     config
         Network hyper-parameters.
     attention_backend
-        ``"auto"``, ``"sdpa"``, ``"flash_attn"``, ``"eager"`` or ``"triton"``; see :mod:`omnicell.model`.
+        ``"auto"``, ``"sdpa"``, ``"flash_attn"``, ``"eager"`` or ``"triton"``; see :mod:`omnicell.nn`.
     pack_threshold
         Padded batches whose share of padding tokens exceeds this are packed (padding removed, the
         sequences laid end to end) for the forward pass and unpacked afterwards; None never packs.
@@ -159,6 +159,18 @@ class OmniCell(nn.Module):
         self.attention_backend = resolve_backend(attention_backend)
         self.pack_threshold = pack_threshold
         self.checkpoint_activations = checkpoint_activations
+
+    def initialize_weights(self, std: float) -> None:
+        """Draw every linear, embedding and expert weight from ``N(0, std)`` (norm gains and ``output.W`` kept).
+
+        How a new model starts pretraining (``init_std`` of a recipe); loaded checkpoints never call it.
+        """
+        if not std > 0:
+            raise ValueError(f"init_std must be positive, got {std!r}.")
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, (nn.Linear, nn.Embedding)):
+                    module.weight.normal_(0.0, std)
 
     def set_attention_backend(self, backend: str) -> None:
         """Switch the attention kernel (``"auto"``, ``"sdpa"``, ``"flash_attn"``, ``"eager"`` or ``"triton"``)."""

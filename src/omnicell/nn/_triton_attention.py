@@ -6,14 +6,14 @@ token's ``(x, y)`` while loading them, and runs flash-attention's online softmax
 fp16/bf16 (or fp32), scores and the running sums in fp32, one pass over the keys, no ``T x T``
 matrix in memory, no padded position computed.
 
-The rotation follows :class:`omnicell.model.RotaryEmbedding2D`: channels are rotated in interleaved
+The rotation follows :class:`omnicell.nn.RotaryEmbedding2D`: channels are rotated in interleaved
 pairs ``(2j, 2j + 1)``, pair ``j`` by ``pos[j % 2] * inv_freq[j]`` with the angle in float32, and the
 rotated values are rounded to the input dtype (as the eager path does) before the dot products.
 Since a pair's two channels only ever meet in the sum ``q_2j k_2j + q_2j+1 k_2j+1``, the kernel keeps
 the even and the odd channels as two half-width tiles and adds two half-width dot products, so
 nothing is ever re-interleaved.
 
-There is no backward kernel: :func:`omnicell.model._attention` routes every call that needs
+There is no backward kernel: :func:`omnicell.nn._attention` routes every call that needs
 gradients through SDPA (whose flash backward runs on CUDA), so training and fine-tuning are
 unaffected by choosing ``"triton"``.
 

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
-from . import _keys
-from ._version import __version__
+from omnicell._core import keys
+from omnicell._version import __version__
 
 __all__ = ["get_record", "obs_names_fingerprint", "write_record"]
 
@@ -42,7 +42,7 @@ def write_record(adata: AnnData, function: str, record: Mapping[str, Any]) -> No
 
     A record with a ``key_added`` is also kept per key, in ``uns['omnicell']['by_key'][function][key_added]``.
     """
-    store = adata.uns.setdefault(_keys.UNS, {})
+    store = adata.uns.setdefault(keys.UNS, {})
     written = _writable({**record, "omnicell_version": __version__})
     store[function] = written
     key = record.get("key_added")
@@ -53,7 +53,7 @@ def write_record(adata: AnnData, function: str, record: Mapping[str, Any]) -> No
 
 def get_record(adata: AnnData, function: str, key: str | None = None) -> dict[str, Any] | None:
     """The record a previous call of ``function`` left, or None; with ``key``, the run that wrote ``key``."""
-    store = adata.uns.get(_keys.UNS, {})
+    store = adata.uns.get(keys.UNS, {})
     if key is None:
         return store.get(function)
     by_key = store.get(BY_KEY, {}).get(function, {})

@@ -1,4 +1,4 @@
-"""Input checks shared by the public functions. Each raises before anything is written."""
+"""Argument and AnnData checks shared by the public functions. Each raises before anything is written."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 if TYPE_CHECKING:
-    from mudata import MuData
+    pass
 
-from .data import check_values, read_csr
 
 __all__ = [
     "check_adata",
@@ -22,17 +21,12 @@ __all__ = [
     "check_dtype",
     "check_key_added",
     "check_libraries",
-    "check_matrix_values",
     "check_number",
     "check_unique_obs_names",
     "check_unique_var_names",
     "describe_var_names",
-    "expression_source",
-    "get_matrix",
     "read_graph",
-    "resolve_modality",
     "resolve_random_state",
-    "update_mudata",
 ]
 
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
@@ -106,7 +100,7 @@ def resolve_random_state(random_state: object, seed: object, function: str) -> i
     """The seed to use: ``random_state`` (scanpy's name), the deprecated ``seed``, or ``oc.settings.seed``."""
     import warnings
 
-    from ._settings import settings
+    from omnicell._core.settings import settings
 
     if seed is not None:
         warnings.warn(
@@ -160,56 +154,6 @@ def read_graph(adata: AnnData, neighbors_key: str, *, function: str, kind: str =
             else "Build one first (sc.pp.neighbors(adata, use_rep=...)), or leave neighbors_key=None to build it here."
         )
     )
-
-
-def get_matrix(adata: AnnData, layer: str | None):
-    """``adata.X`` or ``adata.layers[layer]``, with a clear error when absent."""
-    if layer is None:
-        if adata.X is None:
-            raise ValueError("adata.X is empty; pass layer= naming the layer with expression values.")
-        return adata.X
-    if not isinstance(layer, str) or layer not in adata.layers:
-        raise KeyError(
-            f"Layer {layer!r} not found (layer=): available layers: {list(adata.layers) or 'none'}. "
-            "Pass one of those, or layer=None for adata.X."
-        )
-    return adata.layers[layer]
-
-
-def resolve_modality(data: object, mod: str, function: str) -> tuple[MuData | None, AnnData]:
-    """``(MuData or None, the AnnData to work on)`` for an AnnData or a MuData's modality ``mod``."""
-    container = None
-    if type(data).__name__ == "MuData":
-        if mod not in data.mod:
-            raise KeyError(f"{function}: the MuData has no modality {mod!r}; modalities: {list(data.mod)}. Pass mod=.")
-        container, data = data, data.mod[mod]
-    return container, check_adata(data, function)
-
-
-def update_mudata(container: MuData | None) -> None:
-    """``mdata.update()`` after a modality changed, without mudata's notice about its future default."""
-    if container is None:
-        return
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, module="mudata")
-        container.update()
-
-
-def expression_source(adata: AnnData, *, layer: str | None, use_raw: bool) -> tuple[object, pd.DataFrame, str]:
-    """The matrix to read, its var table and how to name it in messages."""
-    if use_raw:
-        if adata.raw is None:
-            raise ValueError("use_raw=True but adata.raw is empty; use layer= or .X instead.")
-        if layer is not None:
-            raise ValueError("Pass either use_raw=True or layer=, not both.")
-        check_dtype(adata.raw.X, "adata.raw.X")
-        return adata.raw.X, adata.raw.var, "adata.raw.X"
-    where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
-    matrix = get_matrix(adata, layer)
-    check_dtype(matrix, where)
-    return matrix, adata.var, where
 
 
 def check_unique_var_names(names: pd.Index, label: str = "adata.var_names") -> None:
@@ -296,26 +240,3 @@ def check_libraries(adata: AnnData, library_key: str | None) -> np.ndarray | Non
     if library_key not in adata.obs:
         raise KeyError(f"library_key {library_key!r} is not an obs column; available: {list(adata.obs.columns)}.")
     return adata.obs[library_key].astype(str).to_numpy()
-
-
-def check_matrix_values(matrix, columns: np.ndarray, *, where: str, chunk_rows: int = 2048) -> None:
-    """Refuse negative or non-finite values in the given columns, or columns that are all zero.
-
-    Reads the matrix in row chunks.
-    """
-    nonzero = False
-    if sp.issparse(matrix):
-        values = matrix[:, columns].data
-        check_values(values, where=where)
-        nonzero = bool((values != 0).any())
-    else:
-        for start in range(0, matrix.shape[0], chunk_rows):
-            rows = np.arange(start, min(start + chunk_rows, matrix.shape[0]))
-            block = read_csr(matrix, rows, columns)
-            check_values(block, where=where)
-            nonzero = nonzero or bool((block.data != 0).any())
-    if not nonzero:
-        raise ValueError(
-            f"{where} is all zero in the {len(columns)} genes to read: there is no expression to embed. "
-            "Check that it holds expression values (or pass layer= naming the layer that does)."
-        )

@@ -6,12 +6,14 @@ import logging
 import os
 from pathlib import Path
 
-from ._logging import get_logger
-from .model._attention import ATTENTION_BACKENDS
+from omnicell._core.log import get_logger
 
-__all__ = ["OmnicellSettings", "settings"]
+__all__ = ["ATTENTION_BACKENDS", "OmnicellSettings", "settings"]
 
 _DEVICES = ("auto", "cpu", "cuda", "mps")
+
+#: Attention kernels the network can use (:mod:`omnicell.nn`); here so the setting can be checked without torch.
+ATTENTION_BACKENDS = ("auto", "sdpa", "flash_attn", "eager", "triton")
 
 
 class OmnicellSettings:
@@ -26,7 +28,7 @@ class OmnicellSettings:
         the batch size from the free device memory instead (CPU runs use 32).
     attention_backend
         Attention kernel: ``"auto"``, ``"sdpa"``, ``"flash_attn"``, ``"eager"`` or ``"triton"``
-        (see :mod:`omnicell.model._attention`; ``"auto"`` is triton on CUDA when installed, else SDPA).
+        (see :mod:`omnicell.nn._attention`; ``"auto"`` is triton on CUDA when installed, else SDPA).
     num_workers
         DataLoader worker processes that tokenise batches while the model runs (0: in the main
         process, the default; results are the same for any number).
