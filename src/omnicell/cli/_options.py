@@ -1,9 +1,10 @@
 """Command-line options generated from a function's signature and numpydoc docstring.
 
 Every keyword of a tool becomes ``--the-keyword`` (underscores to dashes) with a type read from its
-annotation and the help text of its docstring entry, so the command line and the Python API cannot
-drift apart. Keywords the command line provides in another way (the input file, ``--model``, ``--device``
-...) are listed in :data:`SHARED`; keywords a command cannot offer are listed with a reason per command.
+resolved type hint (:mod:`._hints`) and the help text of its docstring entry, so the command line and
+the Python API cannot drift apart. Keywords the command line provides in another way (the input file,
+``--model``, ``--device`` ...) are listed in :data:`SHARED`; keywords a command cannot offer are listed
+with a reason per command.
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ def _spec_of(hint: Any, default: Any, where: str) -> dict[str, Any]:
     """Argparse keywords for a keyword with type hint ``hint`` and Python default ``default``.
 
     Members of a union the command line cannot spell (arrays, models, devices) are left to the Python API;
-    the option takes the others. Precedence as in a union of several: choices, JSON, numbers, list, path, scalar.
+    the option takes the others. Precedence in a union: choices, JSON, tuple of numbers, list, path, scalars.
     """
     members, optional = union_members(hint)
     literals = [
