@@ -32,6 +32,9 @@ class Tool:
     table_help: str = ""
     #: ``oc.tl`` functions whose work this command also covers (e.g. a table of another function).
     covers: tuple[str, ...] = ()
+    #: Set for a function that returns a model: -o is then its checkpoint folder (``model.save``), and this
+    #: word names the model in the help and the result line ("fine-tuned"); empty: -o is the data.
+    checkpoint: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +138,12 @@ TOOLS: tuple[Tool, ...] = (
         table=_uns_table("dropout_robustness", "table"),
         table_help="one row per dropout rate",
     ),
-    Tool("fine-tune", tl.fine_tune, "continue masked-gene training on the input; -o is a checkpoint folder"),
+    Tool(
+        "fine-tune",
+        tl.fine_tune,
+        "continue masked-gene training on the input; -o is a checkpoint folder",
+        checkpoint="fine-tuned",
+    ),
 )
 
 FIGURES: tuple[Figure, ...] = (

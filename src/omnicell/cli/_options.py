@@ -1,22 +1,29 @@
 """Command-line options generated from a function's signature and numpydoc docstring.
 
 Every keyword of a tool becomes ``--the-keyword`` (underscores to dashes) with a type read from its
-annotation and the help text of its docstring entry, so the command line and the Python API cannot
-drift apart. Keywords the command line provides in another way (the input file, ``--model``, ``--device``
-...) are listed in :data:`SHARED`; keywords a command cannot offer are listed with a reason per command.
+resolved type hint (:mod:`._hints`) and the help text of its docstring entry, so the command line and
+the Python API cannot drift apart. Keywords the command line provides in another way (the input file,
+``--model``, ``--device`` ...) are listed in :data:`SHARED`; keywords a command cannot offer are listed
+with a reason per command.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import enum
 import inspect
 import json
+import os
 import re
-from collections.abc import Callable, Mapping
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SHARED", "add_function_options", "docstring_parameters", "option_name"]
+from omnicell.cli._hints import HintError, type_hint, union_members
+
+__all__ = ["DATA_FILES", "SHARED", "add_function_options", "docstring_parameters", "option_name", "option_spec"]
 
 #: Keywords every command handles the same way (not generated per tool), with the reason.
 SHARED: dict[str, str] = {
@@ -31,6 +38,10 @@ SHARED: dict[str, str] = {
     "show": "plot writes the -o file and shows nothing",
     "save": "plot writes the -o file (PNG, PDF or SVG by suffix)",
 }
+
+#: Help of the keywords given as a data file, ``--reference FILE``: those of :data:`SHARED` hinted ``AnnData``
+#: (see :func:`._hints.data_file_keywords`); the command reads the file and passes its AnnData.
+DATA_FILES: dict[str, str] = {"reference": "labelled reference cells (.h5ad), embedded with the same model"}
 
 _SECTION = re.compile(r"^(?P<title>[A-Z][A-Za-z ]+)\n-{3,}\n", re.MULTILINE)
 
@@ -106,10 +117,14 @@ def _list_of(convert: Callable[[str], Any], name: str) -> Callable[[str], list]:
 
 
 class _Items(argparse.Action):
-    """A list option: several values (``--rates 0.1 0.5``), comma-separated (``0.1,0.5``) or ``@FILE``, flattened."""
+    """A list option: several values (``--rates 0.1 0.5``), comma-separated (``0.1,0.5``) or ``@FILE``, flattened.
+
+    A value None is the word ``none`` (a list keyword whose default is not None): the option is then None.
+    """
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        setattr(namespace, self.dest, [item for value in values for item in value])
+        flat = None if any(value is None for value in values) else [item for value in values for item in value]
+        setattr(namespace, self.dest, flat)
 
 
 def _json_value(text: str) -> Any:
@@ -126,54 +141,129 @@ def _tuple_of_floats(text: str) -> tuple[float, ...]:
 _json_value.__name__ = "JSON"
 _tuple_of_floats.__name__ = "comma-separated numbers"
 
-_SCALARS: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str}
+#: Scalar hints and their converters, in the order a union of several tries them (``float | str``: a number,
+#: else the word, e.g. ``--vmax 0.5`` or ``--vmax auto``).
+_SCALARS: tuple[type, ...] = (int, float, str)
 
 
-def _choices(annotation: str) -> list[str] | None:
-    match = re.search(r"Literal\[([^\]]*)\]", annotation)
-    if match:
-        return [item.strip().strip("'\"") for item in match.group(1).split(",")]
-    if annotation.strip() == "Precision":
-        return ["auto", "float32", "bfloat16", "float16"]
-    return None
+def _first_of(converters: list[Callable[[str], Any]]) -> Callable[[str], Any]:
+    """The first converter that takes the text (a union of scalars); one converter is itself."""
+    if len(converters) == 1:
+        return converters[0]
+
+    def parse(text: str) -> Any:
+        for convert in converters[:-1]:
+            try:
+                return convert(text)
+            except ValueError:
+                continue
+        return converters[-1](text)
+
+    parse.__name__ = " or ".join(convert.__name__ for convert in converters)
+    return parse
 
 
-def option_spec(parameter: inspect.Parameter) -> dict[str, Any]:
-    """Argparse keywords (``type``, ``action``, ``choices``, ``metavar``) for one parameter."""
-    annotation = parameter.annotation if isinstance(parameter.annotation, str) else str(parameter.annotation)
-    annotation = annotation.replace("typing.", "")
-    optional = "None" in annotation
-    default = parameter.default
+def _member_of(enum_type: type[enum.Enum]) -> Callable[[str], enum.Enum]:
+    """An Enum member from its value or its name."""
+    members = {str(member.value): member for member in enum_type} | {member.name: member for member in enum_type}
+
+    def parse(text: str) -> enum.Enum:
+        if text not in members:
+            shown = ", ".join(str(member.value) for member in enum_type)
+            raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {shown})")
+        return members[text]
+
+    parse.__name__ = enum_type.__name__
+    return parse
+
+
+def _choice_text(choice: Any) -> str:
+    return str(choice.value) if isinstance(choice, enum.Enum) else str(choice)
+
+
+def _is_type(hint: Any, base: type | tuple[type, ...]) -> bool:
+    """Whether ``hint`` (bare or parametrised, as ``dict[str, float]``) is a subclass of ``base``."""
+    origin = typing.get_origin(hint) or hint
+    return isinstance(origin, type) and issubclass(origin, base)
+
+
+def _is_json(hint: Any) -> bool:
+    """Mappings and dataclasses (e.g. ``MaskingConfig``, whose keywords a dict gives) are given as JSON."""
+    return _is_type(hint, Mapping) or (isinstance(hint, type) and dataclasses.is_dataclass(hint))
+
+
+def _is_list(hint: Any) -> bool:
+    return _is_type(hint, Sequence) and not _is_type(hint, (str, tuple))
+
+
+def _float_tuple(hint: Any) -> bool:
+    """``tuple[float, float]`` or ``tuple[float, ...]``."""
+    items = [item for item in typing.get_args(hint) if item is not Ellipsis]
+    return _is_type(hint, tuple) and bool(items) and all(item is float for item in items)
+
+
+def _spec_of(hint: Any, default: Any, where: str) -> dict[str, Any]:
+    """Argparse keywords for a keyword with type hint ``hint`` and Python default ``default``.
+
+    Members of a union the command line cannot spell (arrays, models, devices) are left to the Python API;
+    the option takes the others. Precedence in a union: choices, JSON, tuple of numbers, list, path, scalars.
+    """
+    members, optional = union_members(hint)
+    literals = [
+        value for member in members if typing.get_origin(member) is typing.Literal for value in typing.get_args(member)
+    ]
+    enums = [member for member in members if _is_type(member, enum.Enum)]
     spec: dict[str, Any] = {}
-    choices = _choices(annotation)
-    parts = {part.strip() for part in annotation.split("|")} - {"None"}
-    if parts == {"bool"}:
+    if members and all(member is bool for member in members):
         spec["action"] = argparse.BooleanOptionalAction
         return spec
-    if choices is not None:
-        spec["choices"] = choices
-        spec["type"] = str
-    elif "Mapping" in annotation or "dict" in annotation or "MaskingConfig" in annotation:
+    if enums and not literals and len(enums) == 1:
+        spec["type"], spec["choices"] = _member_of(enums[0]), list(enums[0])
+        spec["metavar"] = "{" + ",".join(map(_choice_text, enums[0])) + "}"
+    elif literals and not enums:
+        kinds = {type(value) for value in literals}
+        spec["choices"], spec["type"] = literals, kinds.pop() if len(kinds) == 1 else str
+    elif any(_is_json(member) for member in members):
         spec["type"], spec["metavar"] = _json_value, "JSON"
-    elif annotation.startswith("tuple[float"):
+    elif any(_float_tuple(member) for member in members):
         spec["type"], spec["metavar"] = _tuple_of_floats, "W,H"
-    elif annotation.startswith("Sequence["):
-        inner = annotation[len("Sequence[") :].split("]")[0]
-        convert = _SCALARS.get(inner, str)
-        spec["type"], spec["action"], spec["nargs"] = _list_of(convert, inner), _Items, "+"
-    elif "PathLike" in annotation:
+    elif any(_is_list(member) for member in members):
+        inner = typing.get_args(next(member for member in members if _is_list(member))) or (str,)
+        if inner[0] not in _SCALARS:
+            raise HintError(f"{where}: no command-line form for a list of {inner[0]!r} (hint {hint!r}).")
+        spec["type"], spec["action"], spec["nargs"] = _list_of(inner[0], inner[0].__name__), _Items, "+"
+    elif any(_is_type(member, os.PathLike) for member in members):
         spec["type"], spec["metavar"] = str, "PATH"
     else:
-        for name, convert in _SCALARS.items():
-            if name in parts or any(part.startswith(name) for part in parts):
-                spec["type"] = convert
-                break
-        else:
-            spec["type"] = str
+        scalars = [scalar for scalar in _SCALARS if scalar in members]
+        if not scalars:
+            raise HintError(
+                f"{where}: no command-line form for the type hint {hint!r}; list the keyword in the command's "
+                "skip with a reason, or give it an override."
+            )
+        spec["type"] = _first_of(scalars)
     if optional and default is not None and default is not inspect.Parameter.empty:
         # The Python default is a value, but None is allowed too: take the word "none".
         spec["type"] = _none_or(spec["type"], getattr(spec["type"], "__name__", "value"))
+        if "choices" in spec:
+            spec["metavar"] = "{" + ",".join([*map(_choice_text, spec["choices"]), "none"]) + "}"
+            spec["choices"] = [*spec["choices"], None]
     return spec
+
+
+def option_spec(function: Callable, name: str) -> dict[str, Any]:
+    """Argparse keywords (``type``, ``action``, ``choices``, ``metavar``) for keyword ``name`` of ``function``.
+
+    Read from the resolved type hint (:func:`._hints.type_hint`), never from the annotation's text.
+
+    Raises
+    ------
+    HintError
+        When the hint cannot be resolved or the command line has no form for it.
+    """
+    parameter = inspect.signature(function).parameters[name]
+    where = f"{function.__module__}.{function.__qualname__}({name})"
+    return _spec_of(type_hint(function, name), parameter.default, where)
 
 
 def add_function_options(
@@ -197,7 +287,7 @@ def add_function_options(
             continue
         if name in SHARED or name in skip:
             continue
-        spec = dict(overrides.get(name, {})) if overrides and name in overrides else option_spec(parameter)
+        spec = dict(overrides[name]) if overrides and name in overrides else option_spec(function, name)
         required = parameter.default is inspect.Parameter.empty
         help_text = _rst_to_text(spec.pop("help", None) or texts.get(name, ""))
         if spec.get("action") is _Items:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from omnicell.cli import _run
 from omnicell.cli._commands import EMBED_FUNCTIONS, FIGURES, TOOLS
-from omnicell.cli._options import add_function_options
+from omnicell.cli._hints import data_file_keywords
+from omnicell.cli._options import DATA_FILES, SHARED, add_function_options, option_name
 
 __all__ = ["build_parser"]
 
@@ -60,6 +61,13 @@ def _io_arguments(
     parser.add_argument("-o", "--output", type=Path, required=True, help=output + ", written atomically")
 
 
+def _data_file_arguments(parser: argparse.ArgumentParser, function) -> None:
+    """``--reference FILE``: a keyword of ``function`` hinted ``AnnData``, read from a file by the command."""
+    for name in data_file_keywords(function, SHARED):
+        parser.add_argument(option_name(name), dest=name, type=Path, required=True, metavar="FILE",
+                            help=DATA_FILES[name])  # fmt: skip
+
+
 def _add_embed(commands, common) -> None:
     embed = commands.add_parser(
         "embed", parents=[common], help="tokenise and embed the cells (oc.pp.tokenize + oc.tl.embed_cells)",
@@ -100,15 +108,11 @@ def _add_tool(commands, common, tool) -> None:
         tool.name, parents=[common], help=tool.summary,
         description=f"{tool.summary} (oc.tl.{tool.function.__name__}). Options mirror its keywords.",
     )  # fmt: skip
-    if tool.name == "fine-tune":
-        _io_arguments(parser, output="checkpoint folder for the fine-tuned model")
+    if tool.checkpoint:  # the function returns a model: -o is its checkpoint folder
+        _io_arguments(parser, output=f"checkpoint folder for the {tool.checkpoint} model")
     else:
         _io_arguments(parser)
-    import inspect
-
-    if "reference" in inspect.signature(tool.function).parameters:
-        parser.add_argument("--reference", type=Path, required=True, metavar="FILE",
-                            help="labelled reference cells (.h5ad), embedded with the same model")  # fmt: skip
+    _data_file_arguments(parser, tool.function)
     if tool.table is not None:
         parser.add_argument("--table", type=Path, default=None, metavar="PATH",
                             help=f"also write a TSV table: {tool.table_help}")  # fmt: skip
@@ -127,6 +131,7 @@ def _add_plot(commands, common) -> None:
         )  # fmt: skip
         _io_arguments(parser, output="figure file (.png, .pdf or .svg)")
         parser.add_argument("--dpi", type=float, default=150, help="resolution of PNG output (default: 150)")
+        _data_file_arguments(parser, figure.function)
         group = parser.add_argument_group(f"oc.pl.{figure.function.__name__} options")
         add_function_options(group, figure.function, skip=figure.skip, dest_prefix="tool:")
         parser.set_defaults(run=_run.run_plot, tool=figure)

@@ -10,6 +10,8 @@ from typing import Any
 
 from omnicell._core.atomic import atomic_output
 from omnicell.cli._files import InputError, check_output, read_data, read_reference, write_data
+from omnicell.cli._hints import data_file_keywords
+from omnicell.cli._options import SHARED
 
 __all__ = ["run_embed", "run_merge", "run_models", "run_plot", "run_pretrain", "run_tool"]
 
@@ -68,7 +70,7 @@ def _model(args: argparse.Namespace) -> str | None:
 
 
 def _call_keywords(function, args: argparse.Namespace, mod: str | None, given: dict[str, Any]) -> dict[str, Any]:
-    """``given`` plus the common options the function takes (model, device, seed, mod, reference)."""
+    """``given`` plus the common options the function takes (model, device, seed, mod, data files as reference)."""
     parameters = inspect.signature(function).parameters
     keywords = dict(given)
     if "model" in parameters:
@@ -79,8 +81,8 @@ def _call_keywords(function, args: argparse.Namespace, mod: str | None, given: d
         keywords["seed"] = int(args.seed)
     if "mod" in parameters and mod is not None:
         keywords["mod"] = mod
-    if "reference" in parameters:
-        keywords["reference"] = read_reference(args.reference, mod=mod, command=args.command)
+    for name in data_file_keywords(function, SHARED):  # --reference FILE
+        keywords[name] = read_reference(getattr(args, name), mod=mod, command=args.command)
     return keywords
 
 
@@ -196,10 +198,9 @@ def run_merge(args: argparse.Namespace) -> None:
 def run_tool(args: argparse.Namespace) -> None:
     tool = args.tool
     _apply_common(args)
-    fine_tune = tool.name == "fine-tune"
-    if fine_tune:
+    if tool.checkpoint:  # the function returns a model, saved as a checkpoint folder
         if args.output.exists() and not args.output.is_dir():
-            raise InputError(f"-o {args.output}: fine-tune writes a checkpoint folder; this is a file.")
+            raise InputError(f"-o {args.output}: {tool.name} writes a checkpoint folder; this is a file.")
     else:
         check_output(args.output, [args.input])
     table_path = getattr(args, "table", None)
@@ -212,10 +213,10 @@ def run_tool(args: argparse.Namespace) -> None:
     data, mod = read_data(args.input, mod=args.mod)
     keywords = _call_keywords(tool.function, args, mod, given)
     returned = tool.function(data, **keywords)
-    if fine_tune:
+    if tool.checkpoint:
         with atomic_output(args.output, directory=True) as folder:
             returned.save(folder, overwrite=True)
-        _say(f"wrote {args.output} (fine-tuned {returned.name}: {returned.n_parameters:,} parameters)")
+        _say(f"wrote {args.output} ({tool.checkpoint} {returned.name}: {returned.n_parameters:,} parameters)")
         return
     adata = _modality(data, mod)
     written = [str(args.output)]
