@@ -1,6 +1,6 @@
 """The registry of named models: those shipped with the package and those downloaded once (pooch, hash-checked, cached).
 
-It knows names, files and where they live; :mod:`._model` reads and writes the folders.
+It knows names, files and where they live; `_model.py` reads and writes the folders.
 """
 
 from __future__ import annotations
