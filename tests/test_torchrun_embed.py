@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 import torch.distributed as dist
 
-from conftest import SHARED
+from conftest import STARMAP
 from omnicell.cli import main
-
-STARMAP = SHARED / "data" / "starmap_by3.h5ad"
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with gloo is not available"
@@ -23,8 +21,6 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    if not STARMAP.exists():
-        pytest.skip(f"{STARMAP} not found")
     # 91 cells: shards of 46 and 45, neither on the batch grid of 16
     adata = ad.read_h5ad(STARMAP)[:91].copy()
     folder = tmp_path_factory.mktemp("torchrun")

@@ -12,10 +12,9 @@ import scanpy as sc
 import scipy.sparse as sp
 
 import omnicell as oc
-from conftest import PBMC_GENE_IDS, SHARED, _pbmc_gene_ids
+from conftest import PBMC_GENE_IDS, STARMAP, _pbmc_gene_ids
 from omnicell.cli import main
 
-STARMAP = SHARED / "data" / "starmap_by3.h5ad"
 PBMC_TOKENS = ["--use-raw", "--gene-key", PBMC_GENE_IDS, "--n-genes", "120"]
 
 
@@ -202,8 +201,6 @@ def test_fine_tune_writes_the_same_checkpoint(embedded, model_dir, folder):
 
 @pytest.fixture(scope="module")
 def starmap_embedded(folder):
-    if not STARMAP.exists():
-        pytest.skip(f"{STARMAP} not found")
     source = folder / "starmap.h5ad"
     ad.read_h5ad(STARMAP)[:160].copy().write_h5ad(source)
     path = folder / "starmap_embedded.h5ad"

@@ -92,11 +92,8 @@ def test_non_interactive_embed_writes_a_short_log(tmp_path):
     """`omnicell embed` on a few hundred cells, standard error a pipe (as under Galaxy or Nextflow)."""
     import anndata as ad
 
-    from conftest import SHARED
+    from conftest import STARMAP as source
 
-    source = SHARED / "data" / "starmap_by3.h5ad"
-    if not source.exists():
-        pytest.skip(f"{source} not found")
     path = tmp_path / "cells.h5ad"
     ad.read_h5ad(source)[:300].copy().write_h5ad(path)
     result = subprocess.run(

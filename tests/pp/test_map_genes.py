@@ -8,7 +8,7 @@ import pytest
 import scanpy as sc
 
 import omnicell as oc
-from conftest import SHARED
+from conftest import STARMAP
 
 
 def test_pbmc68k_symbols_map(official_vocab_model):
@@ -24,10 +24,7 @@ def test_pbmc68k_symbols_map(official_vocab_model):
 
 
 def test_starmap_mouse_symbols_map_through_orthologs(official_vocab_model):
-    path = SHARED / "data" / "starmap_by3.h5ad"
-    if not path.exists():
-        pytest.skip("STARmap data not available")
-    adata = ad.read_h5ad(path)
+    adata = ad.read_h5ad(STARMAP)
     oc.pp.map_genes(adata, official_vocab_model)
     record = adata.uns["omnicell"]["map_genes"]
     assert record["species"] == "mouse"
