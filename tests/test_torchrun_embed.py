@@ -51,7 +51,7 @@ def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
 )
 def test_two_ranks_equal_one_process(inputs, tmp_path, kind, spatial):
     if kind not in inputs:
-        pytest.skip("tiledbsoma is not installed")
+        pytest.skip("tiledbsoma is not installed (pip install 'omnicell[census]')")
     options = ["--model", "omnicell-tiny", "--n-genes", "32", "--batch-size", "16", "--device", "cpu", "--quiet",
                "--threads", "1"]  # fmt: skip
     if spatial:

@@ -120,7 +120,9 @@ def test_spatial_soma_reads_coordinates(tmp_path):
 
 def test_census_uri_opens_the_organism_of_the_requested_version(pbmc, monkeypatch):
     """census://VERSION/ORGANISM goes through cellxgene_census.open_soma (faked here: no network in tests)."""
-    census_module = pytest.importorskip("cellxgene_census")
+    census_module = pytest.importorskip(
+        "cellxgene_census", reason="cellxgene-census is not installed (pip install 'omnicell[census]')"
+    )
     import tiledbsoma
 
     adata, _, uri = pbmc
