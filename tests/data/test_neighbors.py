@@ -23,6 +23,7 @@ def test_knn_matches_brute_force():
 
 def test_squidpy_graph_gives_the_same_neighbours():
     import squidpy as sq
+
     coords = np.random.default_rng(1).uniform(0, 100, size=(200, 2))
     adata = ad.AnnData(np.zeros((200, 1), dtype=np.float32), obsm={"spatial": coords})
     sq.gr.spatial_neighbors_knn(adata, n_neighs=5)
