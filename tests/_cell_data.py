@@ -6,12 +6,9 @@ import functools
 
 import anndata as ad
 import numpy as np
-import pytest
 import scanpy as sc
 
-from conftest import SHARED
-
-STARMAP = SHARED / "data" / "starmap_by3.h5ad"
+from conftest import STARMAP
 
 
 @functools.lru_cache(maxsize=1)
@@ -25,8 +22,6 @@ def _starmap_pca() -> ad.AnnData:
 
 def starmap_pca() -> ad.AnnData:
     """The STARmap section (1207 cells, labels ``cell_type`` and ``domain``) with ``obsm['X_pca']``, a fresh copy."""
-    if not STARMAP.exists():
-        pytest.skip(f"{STARMAP} not found (set OMNICELL_SHARED)")
     return _starmap_pca().copy()
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import gzip
+import shutil
 from pathlib import Path
 
 import anndata as ad
@@ -11,8 +12,10 @@ import pytest
 
 import omnicell as oc
 
-SHARED = Path(os.environ.get("OMNICELL_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
-OFFICIAL_TINY = SHARED / "conformance" / "official_tiny"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # committed test data; see fixtures/README.md
+OFFICIAL_TINY = FIXTURES / "official_tiny"
+STARMAP = FIXTURES / "starmap_by3_subset.h5ad"  # all 1207 cells of the STARmap section, 302 genes
+CITE = FIXTURES / "pbmc_cite_subset.h5ad"  # 10x PBMC CITE-seq: 60 cells of each of 2 batches, 3001 genes
 
 
 @pytest.fixture(autouse=True)
@@ -26,9 +29,18 @@ def _quiet_settings():
 
 @pytest.fixture(scope="session")
 def tiny_dir() -> Path:
-    if not (OFFICIAL_TINY / "expected.npz").exists():
-        pytest.skip(f"conformance fixture not found at {OFFICIAL_TINY} (set OMNICELL_SHARED)")
     return OFFICIAL_TINY
+
+
+@pytest.fixture(scope="session")
+def official_assets(tmp_path_factory) -> Path:
+    """A folder with the released ``Vocabulary.json`` and ``new_genes_homo_sapiens.csv``, the exact
+    original bytes (committed gzip-compressed in fixtures/omnicell-v1)."""
+    folder = tmp_path_factory.mktemp("omnicell-v1")
+    for name in ("Vocabulary.json", "new_genes_homo_sapiens.csv"):
+        with gzip.open(FIXTURES / "omnicell-v1" / f"{name}.gz", "rb") as source, open(folder / name, "wb") as target:
+            shutil.copyfileobj(source, target)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -53,14 +65,11 @@ def tiny_adata(expected) -> ad.AnnData:
 
 
 @pytest.fixture(scope="session")
-def official_vocab_model(tiny_dir) -> oc.models.OmniCellModel:
+def official_vocab_model(official_assets) -> oc.models.OmniCellModel:
     """A very small random network over the released 60,603-gene vocabulary (for gene mapping at scale)."""
     import torch
 
-    vocabulary_file = SHARED / "assets" / "omnicell-v1" / "Vocabulary.json"
-    if not vocabulary_file.exists():
-        pytest.skip(f"official vocabulary not found at {vocabulary_file}")
-    vocab = oc.data.Vocabulary.from_json(vocabulary_file)
+    vocab = oc.data.Vocabulary.from_json(official_assets / "Vocabulary.json")
     config = oc.nn.OmniCellConfig(
         d_model=8, heads=2, dim=4, num_layers=1, hidden_dim=16, num_shared=1, num_routing=2, topk=1
     )

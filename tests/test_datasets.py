@@ -7,7 +7,6 @@ import hashlib
 import http.server
 import shutil
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +14,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 import omnicell as oc
+from conftest import CITE, STARMAP
 from omnicell.datasets import _datasets, _fetch
-
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-needs_shared = pytest.mark.skipif(not (SHARED_DATA / "starmap_by3.h5ad").exists(), reason="shared data not available")
 
 
 @pytest.fixture
@@ -29,17 +26,30 @@ def no_data_dir(monkeypatch, tmp_path):
     oc.settings.cache_dir = None
 
 
-@needs_shared
-def test_starmap_and_cite_from_the_data_dir(monkeypatch, no_data_dir):
-    monkeypatch.setenv("OMNICELL_DATA_DIR", str(SHARED_DATA))
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """The committed subsets under the datasets' file names, their hashes registered in their place."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for attribute, subset in (("STARMAP", STARMAP), ("PBMC_CITE", CITE)):
+        registered = getattr(_datasets, attribute)
+        shutil.copy(subset, folder / registered.name)
+        digest = hashlib.sha256(subset.read_bytes()).hexdigest()
+        monkeypatch.setattr(_datasets, attribute, _fetch.DataFile(registered.name, "http://127.0.0.1:9/x", digest))
+    return folder
+
+
+def test_starmap_and_cite_from_the_data_dir(monkeypatch, no_data_dir, data_dir):
+    monkeypatch.setenv("OMNICELL_DATA_DIR", str(data_dir))
     starmap = oc.datasets.starmap_visual_cortex()
-    assert starmap.shape == (1207, 1020)
+    assert starmap.shape == (1207, 302)
+    assert starmap.obs["domain"].dtype == "category" and starmap.obs["cell_type"].dtype == "category"
     assert starmap.obs["domain"].nunique() == 7 and starmap.obs["cell_type"].nunique() == 16
     assert starmap.obsm["spatial"].shape == (1207, 2)
     assert np.all(starmap.X.data == np.round(starmap.X.data))  # counts
     cite = oc.datasets.pbmc_cite()
-    assert cite.shape == (400, 15792)
-    assert cite.obs["batch"].value_counts().to_dict() == {"pbmc10k_cite": 200, "pbmc5k_cite": 200}
+    assert cite.shape == (120, 3001) and cite.obs["batch"].dtype == "category"
+    assert cite.obs["batch"].value_counts().to_dict() == {"pbmc10k_cite": 60, "pbmc5k_cite": 60}
     assert not no_data_dir.exists()  # nothing downloaded or cached
     assert oc.datasets.files().loc["starmap_visual_cortex", "in_data_dir"]
 
@@ -134,8 +144,8 @@ def test_pseudo_spots_sum_counts_and_know_their_proportions():
         oc.datasets.pseudo_spots(adata, spot_size=0.1, label_key="cell_type")
 
 
-def test_shared_folder_is_copied_not_modified(tmp_path, no_data_dir):
-    if not (SHARED_DATA / "pbmc_cite_2batch.h5ad").exists():
-        pytest.skip("shared data not available")
-    shutil.copy(SHARED_DATA / "pbmc_cite_2batch.h5ad", tmp_path)
-    assert oc.datasets.pbmc_cite(folder=tmp_path).n_obs == 400
+def test_shared_folder_is_copied_not_modified(tmp_path, no_data_dir, data_dir):
+    before = {path.name: path.read_bytes() for path in data_dir.iterdir()}
+    assert oc.datasets.pbmc_cite(folder=data_dir).n_obs == 120
+    assert {path.name: path.read_bytes() for path in data_dir.iterdir()} == before
+    assert not no_data_dir.exists()

@@ -1,10 +1,10 @@
 """omnicell._core.atomic.atomic_output: no partial output and no hidden temporary, also when killed."""
 
+import selectors
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -72,8 +72,13 @@ def test_killed_during_write_leaves_no_temporary(tmp_path, signum, directory):
     target = tmp_path / ("model" if directory else "out.h5ad")
     script = textwrap.dedent(
         f"""
-        import importlib.util, sys, time
+        import importlib.util, signal, sys, time
         from pathlib import Path
+        # The dispositions of an ordinary process: a test runner (or whatever started it) may have
+        # set SIGTERM or SIGINT to be ignored or blocked, and a child inherits that.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {{signal.SIGTERM, signal.SIGINT}})
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         # Load the module alone (it imports nothing of omnicell): a fast subprocess.
         spec = importlib.util.spec_from_file_location("omnicell_io", {str(SRC / "omnicell" / "_core" / "atomic.py")!r})
         module = importlib.util.module_from_spec(spec)
@@ -81,19 +86,33 @@ def test_killed_during_write_leaves_no_temporary(tmp_path, signum, directory):
         atomic_output = module.atomic_output
         with atomic_output({str(target)!r}, directory={directory}) as temporary:
             (temporary / "part" if {directory} else temporary).write_text("partial")
-            print("writing", flush=True)
-            time.sleep(60)
+            print("writing", flush=True)  # the parent signals only once this line is read
+            time.sleep(3600)
+        print("not interrupted", flush=True)
         """
     )
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert process.stdout.readline().strip() == b"writing"
-    assert any(p.name.startswith(".") for p in tmp_path.iterdir())  # the temporary exists while writing
-    process.send_signal(signum)
-    deadline = time.monotonic() + 30
-    while process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert process.returncode is not None, "the process did not stop"
+    try:
+        # Wait for the child's readiness line, however slow the machine (generous limit, never a fixed sleep).
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            assert selector.select(timeout=300), "the child did not start writing within 300 s"
+        assert process.stdout.readline().strip() == b"writing", process.stderr.read().decode()[-2000:]
+        assert any(p.name.startswith(".") for p in tmp_path.iterdir())  # the temporary exists while writing
+        process.send_signal(signum)
+        try:
+            process.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the process did not stop within 300 s of the signal")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    out, err = process.communicate()
+    assert b"not interrupted" not in out
     assert process.returncode != 0
     if signum == signal.SIGTERM:
         assert process.returncode == -signal.SIGTERM  # still reported as killed by SIGTERM
+    else:
+        assert b"KeyboardInterrupt" in err  # Python's own SIGINT behaviour, after the clean-up
     assert list(tmp_path.iterdir()) == []

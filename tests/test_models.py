@@ -187,10 +187,8 @@ def test_omnicell_v1_registry_entry_matches_the_published_hashes():
     assert "9a33a49daa919237189909e4d9ba48117f3ca12f" in spec.files["backbone.pth"][0]
 
 
-def test_official_vocabulary_from_shared_assets(tiny_dir):
-    vocabulary_file = tiny_dir.parents[1] / "assets" / "omnicell-v1" / "Vocabulary.json"
-    if not vocabulary_file.exists():
-        pytest.skip("official vocabulary not available")
+def test_official_vocabulary_from_the_committed_copy(official_assets):
+    vocabulary_file = official_assets / "Vocabulary.json"
     spec = _REGISTRY["omnicell-v1"]
     assert hashlib.sha256(vocabulary_file.read_bytes()).hexdigest() == spec.files["Vocabulary.json"][1]
     vocab = oc.data.Vocabulary.from_json(vocabulary_file)

@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 import torch.distributed as dist
 
-from conftest import SHARED
+from conftest import STARMAP
 from omnicell.cli import main
-
-STARMAP = SHARED / "data" / "starmap_by3.h5ad"
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with gloo is not available"
@@ -23,8 +21,6 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    if not STARMAP.exists():
-        pytest.skip(f"{STARMAP} not found")
     # 91 cells: shards of 46 and 45, neither on the batch grid of 16
     adata = ad.read_h5ad(STARMAP)[:91].copy()
     folder = tmp_path_factory.mktemp("torchrun")
@@ -55,7 +51,7 @@ def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
 )
 def test_two_ranks_equal_one_process(inputs, tmp_path, kind, spatial):
     if kind not in inputs:
-        pytest.skip("tiledbsoma is not installed")
+        pytest.skip("tiledbsoma is not installed (pip install 'omnicell[census]')")
     options = ["--model", "omnicell-tiny", "--n-genes", "32", "--batch-size", "16", "--device", "cpu", "--quiet",
                "--threads", "1"]  # fmt: skip
     if spatial:

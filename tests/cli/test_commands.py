@@ -12,10 +12,9 @@ import scanpy as sc
 import scipy.sparse as sp
 
 import omnicell as oc
-from conftest import PBMC_GENE_IDS, SHARED, _pbmc_gene_ids
+from conftest import PBMC_GENE_IDS, STARMAP, _pbmc_gene_ids
 from omnicell.cli import main
 
-STARMAP = SHARED / "data" / "starmap_by3.h5ad"
 PBMC_TOKENS = ["--use-raw", "--gene-key", PBMC_GENE_IDS, "--n-genes", "120"]
 
 
@@ -174,12 +173,32 @@ def test_annotate_with_a_reference_file(embedded, folder, tmp_path):
     assert_same_anndata(output, query, tmp_path)
 
 
-def test_gene_modules_after_embed_genes(folder, tmp_path):
-    source = folder / "embed-genes.h5ad"
-    if not source.exists():
-        pytest.skip("runs after test_pbmc_tools[embed-genes]")
+GENE_MODULES = ["--resolution", "0.5", "--min-size", "3", "--ctrl-size", "20"]
+
+
+def _written(name: str, folder, request):
+    """``folder / name`` as the command of another test writes it; written here when that test has not run
+    in this process (pytest-xdist spreads a module's tests over workers, each with its own ``folder``)."""
+    output = folder / name
+    if output.exists():
+        return output
+    command = name.removesuffix(".h5ad")
+    if command in PBMC_TOOLS:
+        embedded, model_dir = request.getfixturevalue("embedded"), request.getfixturevalue("model_dir")
+        _cli(command, embedded, "-o", output, "--model", model_dir, *PBMC_TOOLS[command][0])
+    elif command == "gene-modules":
+        _cli(command, _written("embed-genes.h5ad", folder, request), "-o", output, *GENE_MODULES)
+    else:
+        starmap_embedded = request.getfixturevalue("starmap_embedded")
+        extra = ["--reference", starmap_embedded] if command == "deconvolve" else []
+        _cli(command, starmap_embedded, "-o", output, *SPATIAL_TOOLS[command][0], *extra)
+    return output
+
+
+def test_gene_modules_after_embed_genes(folder, tmp_path, request):
+    source = _written("embed-genes.h5ad", folder, request)
     output = folder / "gene-modules.h5ad"
-    _cli("gene-modules", source, "-o", output, "--resolution", "0.5", "--min-size", "3", "--ctrl-size", "20")
+    _cli("gene-modules", source, "-o", output, *GENE_MODULES)
     adata = ad.read_h5ad(source)
     oc.tl.gene_modules(adata, resolution=0.5, min_size=3, ctrl_size=20)
     assert_same_anndata(output, adata, tmp_path)
@@ -202,8 +221,6 @@ def test_fine_tune_writes_the_same_checkpoint(embedded, model_dir, folder):
 
 @pytest.fixture(scope="module")
 def starmap_embedded(folder):
-    if not STARMAP.exists():
-        pytest.skip(f"{STARMAP} not found")
     source = folder / "starmap.h5ad"
     ad.read_h5ad(STARMAP)[:160].copy().write_h5ad(source)
     path = folder / "starmap_embedded.h5ad"
@@ -274,9 +291,8 @@ MAGIC = {".png": b"\x89PNG", ".pdf": b"%PDF", ".svg": b"<?xml"}
         ("proportions", "deconvolve.h5ad", ["--ncols", "3", "--types", "@types.txt"], ".png"),
     ],
 )
-def test_plot_writes_the_figure_by_suffix(figure, source, options, suffix, folder):
-    if not (folder / source).exists():
-        pytest.skip(f"runs after the command that writes {source}")
+def test_plot_writes_the_figure_by_suffix(figure, source, options, suffix, folder, request):
+    _written(source, folder, request)
     if figure == "proportions":
         types = list(ad.read_h5ad(folder / source).obsm["omnicell_proportions"].columns[:2])
         (folder / "types.txt").write_text("\n".join(types) + "\n")

@@ -15,7 +15,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 @pytest.fixture(scope="module")
 def docs_extension():
-    pytest.importorskip("sphinx")
+    pytest.importorskip("sphinx", reason="sphinx is in the docs extra (pip install 'omnicell[docs]')")
     spec = importlib.util.spec_from_file_location("omnicell_docs", DOCS / "_ext" / "omnicell_docs.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -112,7 +112,8 @@ def test_internal_errors_exit_3_with_the_traceback_only_when_verbose(cells, tmp_
 
 
 def test_h5mu_input_with_mod(tiny_adata, tiny_dir, expected, tmp_path, capsys):
-    mudata = pytest.importorskip("mudata")
+    import mudata
+
     tiny_adata.X = tiny_adata.X.astype(np.float32)
     protein = ad.AnnData(np.ones((tiny_adata.n_obs, 2), dtype=np.float32), obs=tiny_adata.obs.copy())
     path = tmp_path / "cells.h5mu"

@@ -7,12 +7,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from conftest import SHARED
+from conftest import STARMAP
 from omnicell._engine.split import shard_slice
 from omnicell.cli import main
 from omnicell.cli._shards import merge_shards, parse_shard
-
-STARMAP = SHARED / "data" / "starmap_by3.h5ad"
 
 
 @pytest.mark.parametrize(("n_obs", "count"), [(10, 3), (3, 5), (0, 2), (100, 1), (7, 7)])
@@ -30,8 +28,6 @@ def test_parse_shard_rejects(text):
 
 @pytest.fixture(scope="module")
 def starmap_file(tmp_path_factory):
-    if not STARMAP.exists():
-        pytest.skip(f"{STARMAP} not found")
     adata = ad.read_h5ad(STARMAP)[:130].copy()
     # A graph in obsp must come back whole: a random sparse symmetric matrix over the cells.
     graph = sp.random(adata.n_obs, adata.n_obs, density=0.05, random_state=0, format="csr", dtype=np.float32)
@@ -66,7 +62,8 @@ def test_three_shards_merge_to_the_unsharded_run(starmap_file, tmp_path, spatial
 
     full, merged = ad.read_h5ad(tmp_path / "full.h5ad"), ad.read_h5ad(tmp_path / "merged.h5ad")
     assert list(merged.obs_names) == list(full.obs_names)
-    pd_testing = pytest.importorskip("pandas.testing")
+    import pandas.testing as pd_testing
+
     pd_testing.assert_frame_equal(merged.obs, full.obs)
     pd_testing.assert_frame_equal(merged.var, full.var)
     assert (merged.X != full.X).nnz == 0 and merged.X.dtype == full.X.dtype

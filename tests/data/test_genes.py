@@ -5,51 +5,28 @@ from __future__ import annotations
 import gzip
 import importlib.resources
 import json
-import os
 import re
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import scanpy as sc
 
+from conftest import CITE, STARMAP
 from omnicell.data._genes import GeneMapping, detect_species, map_gene_names, strip_version
 
 
-def _shared_dir() -> Path | None:
-    candidates = [
-        os.environ.get("OMNICELL_SHARED"),
-        Path(__file__).resolve().parents[2] / ".." / "shared",
-        "/work/shared",
-    ]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "assets" / "omnicell-v1" / "Vocabulary.json").exists():
-            return Path(candidate).resolve()
-    return None
-
-
-SHARED = _shared_dir()
-
-
 @pytest.fixture(scope="module")
-def shared() -> Path:
-    if SHARED is None:
-        pytest.skip("shared assets (Vocabulary.json) not found; set OMNICELL_SHARED")
-    return SHARED
-
-
-@pytest.fixture(scope="module")
-def vocab(shared) -> dict[str, int]:
-    with open(shared / "assets" / "omnicell-v1" / "Vocabulary.json", encoding="utf-8") as handle:
+def vocab(official_assets) -> dict[str, int]:
+    with open(official_assets / "Vocabulary.json", encoding="utf-8") as handle:
         return json.load(handle)
 
 
 @pytest.fixture(scope="module")
-def official_path(shared) -> Path:
-    path = shared / "assets" / "omnicell-v1" / "new_genes_homo_sapiens.csv"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    return path
+def official_path(official_assets) -> Path:
+    return official_assets / "new_genes_homo_sapiens.csv"
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +37,12 @@ def official_symbol(official_path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def pbmc68k():
-    sc = pytest.importorskip("scanpy")
     return sc.datasets.pbmc68k_reduced()
 
 
 @pytest.fixture(scope="module")
-def starmap_names(shared) -> list[str]:
-    ad = pytest.importorskip("anndata")
-    path = shared / "data" / "starmap_by3.h5ad"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    return list(ad.read_h5ad(path, backed="r").var_names)
+def starmap_names() -> list[str]:
+    return list(ad.read_h5ad(STARMAP, backed="r").var_names)
 
 
 def _table(name: str) -> pd.DataFrame:
@@ -168,12 +140,8 @@ def test_pbmc68k_symbols(pbmc68k, vocab, official_symbol):
         assert agree > 0.99
 
 
-def test_pbmc_cite_symbols(shared, vocab):
-    ad = pytest.importorskip("anndata")
-    path = shared / "data" / "pbmc_cite_2batch.h5ad"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    mapping = map_gene_names(ad.read_h5ad(path, backed="r").var_names, vocab)
+def test_pbmc_cite_symbols(vocab):
+    mapping = map_gene_names(ad.read_h5ad(CITE, backed="r").var_names, vocab)
     assert mapping.species == "human"
     assert mapping.match_rate >= 0.85
     _check_consistent(mapping, vocab)
@@ -202,10 +170,10 @@ def test_ensembl_id_outside_vocabulary_is_unmatched(vocab):
     assert mapping.counts == {"matched": 1, "unmatched": 1, "ambiguous": 0, "duplicate": 0}
 
 
-def test_vocabulary_object_and_subset(vocab, shared):
+def test_vocabulary_object_and_subset(vocab, official_assets):
     from omnicell.data import Vocabulary
 
-    voc = Vocabulary.from_json(shared / "assets" / "omnicell-v1" / "Vocabulary.json")
+    voc = Vocabulary.from_json(official_assets / "Vocabulary.json")
     names = ["CD3E", "IGJ", "ENSG00000139618.3", "NOTAGENE"]
     a = map_gene_names(names, voc)
     b = map_gene_names(names, vocab)

@@ -6,7 +6,6 @@ import warnings
 
 import anndata as ad
 import numpy as np
-import pytest
 
 from omnicell.data import graph_neighbors, spatial_knn
 
@@ -23,7 +22,8 @@ def test_knn_matches_brute_force():
 
 
 def test_squidpy_graph_gives_the_same_neighbours():
-    sq = pytest.importorskip("squidpy")
+    import squidpy as sq
+
     coords = np.random.default_rng(1).uniform(0, 100, size=(200, 2))
     adata = ad.AnnData(np.zeros((200, 1), dtype=np.float32), obsm={"spatial": coords})
     sq.gr.spatial_neighbors_knn(adata, n_neighs=5)

@@ -8,7 +8,7 @@ import pytest
 import scanpy as sc
 
 import omnicell as oc
-from conftest import SHARED
+from conftest import STARMAP
 
 
 def test_pbmc68k_symbols_map(official_vocab_model):
@@ -24,10 +24,7 @@ def test_pbmc68k_symbols_map(official_vocab_model):
 
 
 def test_starmap_mouse_symbols_map_through_orthologs(official_vocab_model):
-    path = SHARED / "data" / "starmap_by3.h5ad"
-    if not path.exists():
-        pytest.skip("STARmap data not available")
-    adata = ad.read_h5ad(path)
+    adata = ad.read_h5ad(STARMAP)
     oc.pp.map_genes(adata, official_vocab_model)
     record = adata.uns["omnicell"]["map_genes"]
     assert record["species"] == "mouse"
@@ -54,8 +51,24 @@ def test_pbmc68k_embeds_end_to_end_from_raw(official_vocab_model):
     adata = sc.datasets.pbmc68k_reduced()
     oc.pp.tokenize(adata, official_vocab_model, use_raw=True, n_genes=300, strategy="expressed")
     oc.tl.embed_cells(adata, official_vocab_model, batch_size=128)
-    assert adata.obsm["X_omnicell"].shape[0] == 700
-    assert np.isfinite(adata.obsm["X_omnicell"]).all()
     record = adata.uns["omnicell"]["tokenize"]
     assert record["n_vocabulary_genes"] >= 0.95 * adata.raw.n_vars
     assert adata.var["omnicell_gene_id"]["CD3E"] == "ENSG00000198851"
+    # The same cells given with Ensembl ids (those the symbols mapped to; unmatched genes left out)
+    # embed to the same values: the symbols reached the right vocabulary tokens.
+    ids = adata.var["omnicell_gene_id"].reindex(adata.raw.var_names).fillna("").to_numpy()
+    keep = ids != ""
+    by_id = ad.AnnData(X=adata.raw.X[:, keep].copy())
+    by_id.var_names = ids[keep]
+    by_id.obs_names = adata.obs_names
+    oc.pp.tokenize(by_id, official_vocab_model, n_genes=300, strategy="expressed")
+    oc.tl.embed_cells(by_id, official_vocab_model, batch_size=128)
+    embedding = adata.obsm["X_omnicell"]
+    assert embedding.shape[0] == 700 and np.isfinite(embedding).all()
+    np.testing.assert_allclose(embedding, by_id.obsm["X_omnicell"], rtol=1e-5, atol=1e-6)
+    # ... and not to those of a wrong mapping (the ids shuffled among the genes)
+    shuffled = by_id.copy()
+    shuffled.var_names = np.random.default_rng(0).permutation(ids[keep])
+    oc.pp.tokenize(shuffled, official_vocab_model, n_genes=300, strategy="expressed")
+    oc.tl.embed_cells(shuffled, official_vocab_model, batch_size=128)
+    assert np.abs(shuffled.obsm["X_omnicell"] - embedding).max() > 0.1

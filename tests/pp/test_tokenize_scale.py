@@ -101,7 +101,8 @@ def test_hvg_choice_equals_scanpy(counts_adata, tiny_model):
 
 
 def test_library_key_and_squidpy_graph(counts_adata, tiny_model):
-    sq = pytest.importorskip("squidpy")
+    import squidpy as sq
+
     sections = counts_adata.obs["section"].to_numpy()
     counts_adata.obsm["spatial"][150:] = counts_adata.obsm["spatial"][:150]  # sections overlap in space
     oc.pp.tokenize(counts_adata, tiny_model, spatial=True, n_neighbors=5, library_key="section")

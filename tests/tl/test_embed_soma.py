@@ -7,15 +7,12 @@ import numpy as np
 import pytest
 
 import omnicell as oc
-from conftest import SHARED
+from conftest import CITE, STARMAP
 from omnicell.cli import main
 
 tiledbsoma_io = pytest.importorskip(
     "tiledbsoma.io", reason="tiledbsoma is not installed (pip install 'omnicell[census]')"
 )
-
-PBMC = SHARED / "data" / "pbmc_cite_2batch.h5ad"
-STARMAP = SHARED / "data" / "starmap_by3.h5ad"
 
 
 def _soma(adata: ad.AnnData, path) -> str:
@@ -24,11 +21,9 @@ def _soma(adata: ad.AnnData, path) -> str:
 
 @pytest.fixture(scope="module")
 def pbmc(tmp_path_factory):
-    if not PBMC.exists():
-        pytest.skip(f"{PBMC} not found")
-    # 60 cells of each batch, so a filter on obs selects a known half.
-    adata = ad.read_h5ad(PBMC)
-    adata = adata[np.r_[0:60, 200:260]].copy()
+    # 60 cells of each batch (pbmc10k_cite first), so a filter on obs selects a known half.
+    adata = ad.read_h5ad(CITE)
+    assert adata.obs["batch"].tolist() == ["pbmc10k_cite"] * 60 + ["pbmc5k_cite"] * 60
     folder = tmp_path_factory.mktemp("soma")
     h5ad = folder / "pbmc.h5ad"
     adata.write_h5ad(h5ad)
@@ -76,9 +71,7 @@ def test_soma_embeds_like_the_h5ad_and_filters_cells(pbmc):
 
 
 def test_embed_cells_accepts_a_soma_uri(tmp_path):
-    # with a URI, tokenisation runs with its defaults: a 1,020-gene panel (all genes kept), few cells
-    if not STARMAP.exists():
-        pytest.skip(f"{STARMAP} not found")
+    # with a URI, tokenisation runs with its defaults: a 302-gene panel, few cells
     adata = ad.read_h5ad(STARMAP)[:12].copy()
     uri = _soma(adata, tmp_path / "few")
     embedded = oc.tl.embed_cells(uri, "omnicell-tiny", device="cpu")
@@ -114,8 +107,6 @@ def test_cli_on_soma_writes_joinids_and_obs_columns(pbmc, tmp_path, capsys):
 
 
 def test_spatial_soma_reads_coordinates(tmp_path):
-    if not STARMAP.exists():
-        pytest.skip(f"{STARMAP} not found")
     adata = ad.read_h5ad(STARMAP)[:80].copy()
     uri = _soma(adata, tmp_path / "starmap_soma")
     options = ["--model", "omnicell-tiny", "--n-genes", "32", "--spatial", "--n-neighbors", "4", "--quiet"]
@@ -129,7 +120,9 @@ def test_spatial_soma_reads_coordinates(tmp_path):
 
 def test_census_uri_opens_the_organism_of_the_requested_version(pbmc, monkeypatch):
     """census://VERSION/ORGANISM goes through cellxgene_census.open_soma (faked here: no network in tests)."""
-    census_module = pytest.importorskip("cellxgene_census")
+    census_module = pytest.importorskip(
+        "cellxgene_census", reason="cellxgene-census is not installed (pip install 'omnicell[census]')"
+    )
     import tiledbsoma
 
     adata, _, uri = pbmc

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import omnicell as oc
+from _helpers import align_signs
 
 
 @pytest.fixture
@@ -43,7 +44,16 @@ def test_retokenised_reordered_cells_embed_as_before(spatial, tiny_model):
     )
 
 
-def test_same_cells_same_order_still_embed(spatial, tiny_model):
-    copy = spatial.copy()  # a copy, or a write/read round trip, keeps the cells: no error
-    oc.tl.embed_cells(copy, tiny_model)
-    assert copy.obsm["X_omnicell"].shape[0] == spatial.n_obs
+def test_same_cells_same_order_still_embed(tiny_adata, tiny_model, expected, tmp_path):
+    # a copy, or a write/read round trip, keeps the cells: no error, and the official implementation's
+    # embeddings of the conformance cells (focal cell; mean over its window)
+    oc.pp.tokenize(tiny_adata, tiny_model, genes=expected["selected_genes"], spatial=True, n_neighbors=3)
+    tiny_adata.write_h5ad(tmp_path / "spatial.h5ad")
+    reference = expected["sp_cell_embedding"]
+    for adata in (tiny_adata.copy(), ad.read_h5ad(tmp_path / "spatial.h5ad")):
+        with pytest.warns(UserWarning, match="express none"):
+            oc.tl.embed_cells(adata, tiny_model)
+        np.testing.assert_array_equal(adata.obsm["omnicell_neighbors"], expected["neighbors"])
+        cells, niche = adata.obsm["X_omnicell"], adata.obsm["X_omnicell_niche"]
+        np.testing.assert_allclose(align_signs(cells, reference[:, 0]), reference[:, 0], atol=1e-3)
+        np.testing.assert_allclose(align_signs(niche, reference.mean(1)), reference.mean(1), atol=1e-3)

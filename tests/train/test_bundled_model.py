@@ -10,7 +10,7 @@ import pytest
 import scanpy as sc
 
 import omnicell as oc
-from conftest import SHARED
+from conftest import STARMAP
 
 FOLDER = oc.models.bundled_folder("omnicell-tiny")
 pytestmark = pytest.mark.skipif(not (FOLDER / "model.safetensors").exists(), reason="omnicell-tiny not built yet")
@@ -38,12 +38,9 @@ def test_tokenization_file_matches_the_recipe():
     assert spec["single_cell"] == {"strategy": "hvg", "n_genes": 256}
     spatial = spec["spatial"]
     assert (spatial["strategy"], spatial["n_genes"], spatial["n_neighbors"]) == ("expressed", 64, 9)
-    path = SHARED / "data" / "starmap_by3.h5ad"
-    if not path.exists():
-        pytest.skip("shared STARmap section not available")
     from scipy.spatial import cKDTree
 
-    coords = ad.read_h5ad(path).obsm["spatial"] * 0.01  # the recipe's coord_scale
+    coords = ad.read_h5ad(STARMAP).obsm["spatial"] * 0.01  # the recipe's coord_scale
     distance, _ = cKDTree(coords).query(coords, k=2)
     assert spatial["neighbor_distance"] == pytest.approx(float(np.median(distance[:, 1])), rel=1e-3)
 
