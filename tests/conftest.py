@@ -34,10 +34,11 @@ def tiny_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def official_assets(tmp_path_factory) -> Path:
-    """A folder with the released ``Vocabulary.json`` and ``new_genes_homo_sapiens.csv``, the exact
-    original bytes (committed gzip-compressed in fixtures/omnicell-v1)."""
+    """A folder with ``vocabulary_subset.json`` and ``official_genes_subset.csv``: subsets of the released
+    vocabulary (released token ids, 60603..60606 for the special tokens) and official gene table holding the
+    genes the tests reach (fixtures/omnicell-v1, made by fixtures/make_subsets.py)."""
     folder = tmp_path_factory.mktemp("omnicell-v1")
-    for name in ("Vocabulary.json", "new_genes_homo_sapiens.csv"):
+    for name in ("vocabulary_subset.json", "official_genes_subset.csv"):
         with gzip.open(FIXTURES / "omnicell-v1" / f"{name}.gz", "rb") as source, open(folder / name, "wb") as target:
             shutil.copyfileobj(source, target)
     return folder
@@ -66,10 +67,11 @@ def tiny_adata(expected) -> ad.AnnData:
 
 @pytest.fixture(scope="session")
 def official_vocab_model(official_assets) -> oc.models.OmniCellModel:
-    """A very small random network over the released 60,603-gene vocabulary (for gene mapping at scale)."""
+    """A very small random network over the subset of the released vocabulary (released token ids, so the
+    default ``num_gene`` of 60,607 embeddings)."""
     import torch
 
-    vocab = oc.data.Vocabulary.from_json(official_assets / "Vocabulary.json")
+    vocab = oc.data.Vocabulary.from_json(official_assets / "vocabulary_subset.json")
     config = oc.nn.OmniCellConfig(
         d_model=8, heads=2, dim=4, num_layers=1, hidden_dim=16, num_shared=1, num_routing=2, topk=1
     )

@@ -5,14 +5,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import importlib.util
+import json
 import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import omnicell as oc
+from conftest import FIXTURES
 from omnicell.models._registry import _REGISTRY, ModelSpec
 
 
@@ -187,14 +191,27 @@ def test_omnicell_v1_registry_entry_matches_the_published_hashes():
     assert "9a33a49daa919237189909e4d9ba48117f3ca12f" in spec.files["backbone.pth"][0]
 
 
-def test_official_vocabulary_from_the_committed_copy(official_assets):
-    vocabulary_file = official_assets / "Vocabulary.json"
-    spec = _REGISTRY["omnicell-v1"]
-    assert hashlib.sha256(vocabulary_file.read_bytes()).hexdigest() == spec.files["Vocabulary.json"][1]
-    vocab = oc.data.Vocabulary.from_json(vocabulary_file)
-    assert len(vocab.genes) == 60603
+def test_official_vocabulary_subset_keeps_the_released_numbering(official_assets):
+    # The committed file is a subset of the released Vocabulary.json (make_subsets.py checks each kept gene's
+    # token id against the original); here: the structure of the released numbering survives.
+    with open(official_assets / "vocabulary_subset.json", encoding="utf-8") as handle:
+        content = json.load(handle)
+    specials = {name: content.pop(name) for name in oc.data.SPECIAL_TOKENS}
+    assert specials == {"<RNA_START>": 60603, "<RNA_END>": 60604, "<ATAC_START>": 60605, "<ATAC_END>": 60606}
+    genes, tokens = list(content), np.array(list(content.values()))
+    assert genes == sorted(genes) and all(gene.startswith("ENSG") for gene in genes)
+    assert tokens.min() >= 0 and tokens.max() < 60603 and (np.diff(tokens) > 0).all()  # ids in token order
+    assert set(range(0, 60603, 50)) <= set(tokens.tolist())  # the every-50th sample spans the whole range
+    vocab = oc.data.Vocabulary.from_json(official_assets / "vocabulary_subset.json")
+    assert vocab.genes == genes
     assert (vocab.rna_start, vocab.rna_end) == (60603, 60604)
-    assert vocab.max_token_id + 1 == oc.nn.OmniCellConfig().num_gene
+    assert vocab.max_token_id + 1 == oc.nn.OmniCellConfig().num_gene == 60607
+    # The subset was cut from the file the registry downloads.
+    spec = importlib.util.spec_from_file_location("make_subsets", FIXTURES / "make_subsets.py")
+    make_subsets = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_subsets)
+    assert make_subsets.VOCABULARY_SHA256 == _REGISTRY["omnicell-v1"].files["Vocabulary.json"][1]
+    assert make_subsets.GENE_TABLE_SHA256 == _REGISTRY["omnicell-v1"].files["new_genes_homo_sapiens.csv"][1]
 
 
 def test_truncated_safetensors_names_the_file(tiny_dir, tmp_path):
