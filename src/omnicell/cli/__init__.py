@@ -67,7 +67,7 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
-    parser = build_parser()
+    parser = build_parser(lazy=True)  # a command's options are built when it is parsed: --help imports no torch
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version (0) or a usage error (2)
