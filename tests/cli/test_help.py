@@ -29,6 +29,7 @@ ARTEFACTS = {
     "keyword syntax": re.compile(r"(?<![-=\w])[a-z_][a-z0-9_]*=(?!=)"),
     "Python call": re.compile(r"\b(oc|omnicell|sc|sq|np|pd)\.[\w.]+\(|\bmin\(|\bmax\("),
     "Python object": re.compile(r"\b(sc|sq|scanpy|squidpy)\.(pp|tl|pl|get|gr)\.\w|\badata\b|\bsettings\.\w"),
+    "Python expression": re.compile(r"\w \+ '|' \+ \w|\bmodel\.\w|\w\['"),
     "warning class": re.compile(r"\w+Warning\b|\w+Error\b"),
     "class name": re.compile(rf"\b(?!{'|'.join(ALLOWED_CAMEL)})[A-Z][a-z]+[A-Z]\w*"),
 }
@@ -137,6 +138,8 @@ def test_one_seed_option_and_one_name_per_concept():
         for action in _shown(parser):  # --n-genes is markers per group wherever it is shown
             if "--n-genes" in action.option_strings:
                 assert "marker" in action.help.lower(), (words, action.help)
+    markers = next(a for a in _shown(LEAVES[("plot", "markers")]) if "--n-genes" in a.option_strings)
+    assert "completed" not in markers.help  # the plot's own help, not marker-genes'
     assert "--random-state" in _options(LEAVES[("embed-genes",)])
     assert "--genes-per-cell" in _options(LEAVES[("embed",)])
     assert {"--epochs", "--lr"} <= _options(LEAVES[("embed-genes",)]) & _options(LEAVES[("annotate",)])

@@ -18,31 +18,38 @@ from typing import Any
 
 __all__ = ["KEYWORD_HELP", "default_text", "shell_help", "shell_text"]
 
-#: Help of keywords whose docstring speaks of Python objects: ``keyword`` (every function) or
-#: ``(function, keyword)``.
-KEYWORD_HELP: dict[str | tuple[str, str], str] = {
-    "random_state": "random seed of the stochastic steps; none: the configured seed (0)",
-    "neighbors_key": "reuse a kNN graph instead of building one: an obsp or uns key as scanpy's neighbors writes "
+#: The kNN graph a clustering reuses (evaluate-clustering, spatial-domains).
+_GRAPH_KEY = (
+    "reuse a kNN graph instead of building one: an obsp or uns key as scanpy's neighbors writes "
     "it (neighbors, or its key_added), or squidpy-style (knn9 for obsp knn9_connectivities); --n-neighbors and "
     "--metric are then ignored. none: build the graph and store it under the --use-rep key plus _knn, as scanpy's "
-    "neighbors would.",
-    ("marker_genes", "n_genes"): "markers listed per group. A group with fewer genes passing the expression "
+    "neighbors would."
+)
+
+#: Help of keywords whose docstring speaks of Python objects: ``keyword`` (every function) or
+#: ``("tl.function", keyword)``.
+KEYWORD_HELP: dict[str | tuple[str, str], str] = {
+    "random_state": "random seed of the stochastic steps; none: the configured seed (0)",
+    ("tl.evaluate_clustering", "neighbors_key"): _GRAPH_KEY,
+    ("tl.spatial_domains", "neighbors_key"): _GRAPH_KEY,
+    ("tl.marker_genes", "n_genes"): "markers listed per group. A group with fewer genes passing the expression "
     "filter is completed with the best-scoring remaining genes (log fold change <= 0) and a warning.",
-    ("marker_genes", "store"): "zarr store of cell-level gene embeddings written by `omnicell embed-genes "
+    ("tl.marker_genes", "store"): "zarr store of cell-level gene embeddings written by `omnicell embed-genes "
     "--level cell --store PATH`: read it instead of running the model again",
-    ("embed_genes", "store"): "zarr store (replaced if present) to write the full cell-level embeddings to "
+    ("tl.embed_genes", "store"): "zarr store (replaced if present) to write the full cell-level embeddings to "
     "(cells x genes x dimensions), e.g. for `omnicell marker-genes --store`. With --level dataset the per-cell "
     "embeddings the GNN reads go there instead of a temporary store.",
-    ("benchmark", "bio_conservation"): "compute the bio-conservation metrics (isolated labels, KMeans NMI/ARI, "
+    ("tl.benchmark", "bio_conservation"): "compute the bio-conservation metrics (isolated labels, KMeans NMI/ARI, "
     "label silhouette, cLISI): true, false, or a JSON object switching single metrics or giving their "
     """arguments as scib-metrics takes them, e.g. '{"nmi_ari_cluster_labels_leiden": true}'""",
-    ("benchmark", "batch_correction"): "compute the batch-correction metrics (BRAS, iLISI, kBET, graph "
+    ("tl.benchmark", "batch_correction"): "compute the batch-correction metrics (BRAS, iLISI, kBET, graph "
     "connectivity, PCR comparison): true, false, or a JSON object as for --bio-conservation, e.g. "
     """'{"kbet_per_label": false}'""",
-    ("benchmark", "embeddings"): "obsm keys to score, e.g. X_pca,X_omnicell",
-    ("fine_tune", "masking"): "JSON object overriding the stage's masking rates (keys nonzero, zero, "
+    ("tl.benchmark", "embeddings"): "obsm keys to score, e.g. X_pca,X_omnicell",
+    ("tl.fine_tune", "masking"): "JSON object overriding the stage's masking rates (keys nonzero, zero, "
     """neighbor_nonzero, neighbor_zero, mask_value), e.g. '{"nonzero": 0.2}'""",
-    ("proportions", "key"): "obsm key of the proportions (one column per cell type)",
+    ("pl.proportions", "key"): "obsm key of the proportions (one column per cell type)",
+    ("pl.marker_genes", "use_raw"): "plot the markers from .raw of the input; none: as they were computed",
 }
 
 _ROLE = re.compile(r":\w+:`~?([^`]+)`")
@@ -89,9 +96,14 @@ def _value(text: str, *, flag: str | None = None) -> str:
     return str(value)
 
 
-def _literal(inner: str, options: Mapping[str, str], flag: str | None) -> str:
-    """One ````literal```` of a docstring, for the shell."""
+def _literal(inner: str, options: Mapping[str, str], flag: str | None, absent: frozenset[str] = frozenset()) -> str:
+    """One ````literal```` of a docstring, for the shell (``absent``: keywords whose default None means "not given")."""
     inner = inner.strip()
+    slot = re.fullmatch(r"(obs|obsm|obsp|var|varm|uns|layers)\[(.+)\]", inner)
+    if slot:  # obsm[key_added + '_probabilities'] -> obsm key --key-added plus _probabilities
+        return f"{slot.group(1)} key {_literal(slot.group(2), options, flag, absent)}"
+    if " + " in inner:  # key_added + '_niche'
+        return " plus ".join(_literal(part, options, flag, absent) for part in inner.split(" + "))
     call = _CALL.match(inner)
     if call:
         command = _command(call.group(1), call.group(2)) or f"the Python function {call.group(2)}"
@@ -101,6 +113,8 @@ def _literal(inner: str, options: Mapping[str, str], flag: str | None) -> str:
     if _SETTING.fullmatch(inner):
         return _SETTING.sub(_setting, inner)
     keyword = _KEYWORD.match(inner)
+    if keyword and keyword.group(1) in absent and keyword.group(2).strip() == "None":
+        return "without " + options[keyword.group(1)]
     if keyword and keyword.group(1) in options:
         value = keyword.group(2).strip()
         return options[keyword.group(1)] + (" " + _value(value) if value and value != "..." else "")
@@ -111,7 +125,13 @@ def _literal(inner: str, options: Mapping[str, str], flag: str | None) -> str:
     return _value(inner)
 
 
-def shell_text(text: str, *, options: Mapping[str, str] | None = None, flag: str | None = None) -> str:
+def shell_text(
+    text: str,
+    *,
+    options: Mapping[str, str] | None = None,
+    flag: str | None = None,
+    absent: frozenset[str] = frozenset(),
+) -> str:
     """``text`` (numpydoc/reST for Python users) for a shell user; ``options`` maps keyword -> option."""
     options = options or {}
 
@@ -123,7 +143,9 @@ def shell_text(text: str, *, options: Mapping[str, str] | None = None, flag: str
         return parts[-1]
 
     text = _ROLE.sub(role, text)
-    text = _LITERAL.sub(lambda match: _literal(match.group(1), options, flag), text)
+    text = _LITERAL.sub(lambda match: _literal(match.group(1), options, flag, absent), text)
+    text = re.sub(r"\bmodel\.tokenization(\.\w+)*", "the model's tokenisation settings", text)
+    text = re.sub(r"\b([Ww])ith without\b", lambda match: "Without" if match.group(1) == "W" else "without", text)
     text = _SETTING.sub(_setting, text)
     text = _LIBRARY.sub(lambda match: f"{_LIBRARIES[match.group(1)]}'s {match.group(2)}", text)
     text = re.sub(r"\badata\.(raw|X)\b", r".\1 of the input", text)
@@ -139,9 +161,18 @@ def shell_text(text: str, *, options: Mapping[str, str] | None = None, flag: str
 
 def shell_help(text: str, keyword: str, *, function: Callable, options: Mapping[str, str], flag: bool = False) -> str:
     """The help of option ``keyword`` of ``function``: :data:`KEYWORD_HELP`, else its translated docstring."""
-    name = getattr(function, "__name__", "")
+    import inspect
+
+    name = (
+        f"{function.__module__.split('.')[1]}.{function.__name__}"
+        if function.__module__.startswith("omnicell.")
+        else ""
+    )
     own = KEYWORD_HELP.get((name, keyword), KEYWORD_HELP.get(keyword))
-    return shell_text(own if own is not None else text, options=options, flag=options.get(keyword) if flag else None)
+    parameters = inspect.signature(function).parameters
+    absent = frozenset(key for key in options if key in parameters and parameters[key].default is None)
+    return shell_text(own if own is not None else text, options=options, flag=options.get(keyword) if flag else None,
+                      absent=absent)  # fmt: skip
 
 
 def default_text(default: Any, flag: str | None = None) -> str:

@@ -264,7 +264,7 @@ def cross_validate_annotation(
 ) -> pd.DataFrame:
     """Stratified k-fold cross-validation of :func:`omnicell.tl.annotate`'s classifier: accuracy and macro-F1.
 
-    The labelled cells are split into ``folds`` stratified folds (shuffled with ``seed``); for
+    The labelled cells are split into ``folds`` stratified folds (shuffled with ``random_state``); for
     each fold the classifier is trained on the others, as :func:`omnicell.tl.annotate` trains
     it, and scored on the held-out cells. This is the paper's evaluation protocol; run it on
     ``'X_pca'`` for the baseline.

@@ -89,7 +89,7 @@ def embed_genes(
     chunks of cells, so training memory is O(n * 20 genes * m). The per-cell embeddings are kept in
     memory up to ``max_memory`` GB, else in a temporary file (or the zarr ``store``) read 20 genes
     at a time; the result does not depend on where they are kept, nor on ``batch_size``, and is
-    reproducible for a given ``seed``. A gene absent from a cell's sequence
+    reproducible for a given ``random_state``. A gene absent from a cell's sequence
     (``strategy='expressed'``) enters the GNN as a zero vector in that cell.
 
     Parameters
