@@ -199,3 +199,14 @@ def test_top_level_help_imports_no_torch_scanpy_or_squidpy():
         heavy = [name for name in imported if name.split(".")[0] in ("torch", "scanpy", "squidpy")]
         assert not heavy, (argv, heavy[:5])
         assert len(imported) > 10, done.stderr[-500:]  # the -X importtime lines were read
+
+
+def test_import_omnicell_is_lazy_and_keeps_its_names():
+    code = (
+        "import sys, omnicell as oc; names = (sorted(oc.__all__), 'tl' in dir(oc)); "
+        "before = {m.split('.')[0] for m in sys.modules}; oc.tl.embed_cells; "
+        "print(names, 'torch' in before, 'scanpy' in before, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    expected = ["__version__", "data", "datasets", "get", "models", "nn", "pl", "pp", "settings", "tl"]
+    assert done.stdout.split() == [*str((expected, True)).split(), "False", "False", "True"]
