@@ -118,3 +118,17 @@ def test_models_list_fits_100_columns(capsys):
     names = [line.split()[0] for line in out.splitlines() if line and not line.startswith(" ")]
     assert names == list(oc.models.available().index)
     assert max(len(line) for line in out.splitlines() if "folder:" not in line) <= 100
+
+
+def test_readme_and_demo_footer_say_the_command_line_never_downloads():
+    """They said ``--model omnicell-v1`` is "downloaded once"; the command line never downloads (wrappers)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from omnicell.cli._demo import model_line
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "`omnicell models download omnicell-v1` once" in readme and "never downloads" in readme
+    assert "downloaded once (about" not in readme
+    footer = model_line(SimpleNamespace(name="omnicell-tiny", n_parameters=1_100_000))
+    assert "`omnicell models download omnicell-v1` once" in footer and "downloaded once" not in footer
