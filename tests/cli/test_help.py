@@ -199,6 +199,8 @@ def test_top_level_help_imports_no_torch_scanpy_or_squidpy():
         heavy = [name for name in imported if name.split(".")[0] in ("torch", "scanpy", "squidpy")]
         assert not heavy, (argv, heavy[:5])
         assert len(imported) > 10, done.stderr[-500:]  # the -X importtime lines were read
+        # the issue's own check: `python -X importtime -m omnicell --help 2>&1 | grep -E "torch|scanpy|squidpy"`
+        assert not re.search("torch|scanpy|squidpy", done.stdout + done.stderr), argv
 
 
 def test_import_omnicell_is_lazy_and_keeps_its_names():

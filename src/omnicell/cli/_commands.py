@@ -127,7 +127,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool(
         "marker-genes",
         "tl.marker_genes",
-        "marker genes per group from gene states (scanpy's rank_genes_groups schema)",
+        "marker genes per group from gene states (in rank_genes_groups layout)",
         examples=("embedded.h5ad -o markers.h5ad --groupby cell_type --n-genes 50 --table markers.tsv",),
         table=_marker_table,
         table_help="one row per group and gene, as scanpy's rank_genes_groups_df",

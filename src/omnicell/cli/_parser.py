@@ -346,10 +346,12 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
                          examples=("list", "download omnicell-v1"))  # fmt: skip
     commands.add_command(
         "pretrain", _build_pretrain,
-        summary="train a model from a recipe (YAML or TOML); also under torchrun -m omnicell pretrain",
+        summary="train a model from a recipe (YAML or TOML), on one GPU or several",
+        description="Train a model from a recipe (YAML or TOML). On several GPUs, start it with PyTorch's launcher: "
+        "torchrun --nproc-per-node 4 -m omnicell pretrain RECIPE.",
         examples=("recipe.yaml -o run1 --max-steps 1000",),
     )  # fmt: skip
     commands.add_command("demo", _build_demo,
-                         summary="the main job end to end on pbmc68k_reduced (ships with scanpy), offline",
+                         summary="the main job end to end on the pbmc68k_reduced example data, offline",
                          examples=("-o omnicell_demo",))  # fmt: skip
     return parser if lazy else full_build(parser)
