@@ -273,7 +273,7 @@ def _spec_of(hint: Any, default: Any, where: str) -> dict[str, Any]:
         spec["type"] = _first_of(scalars)
     if optional:
         # None is allowed (as the default or besides it): take the word "none", as the help says.
-        spec["type"] = _none_or(spec["type"], getattr(spec["type"], "__name__", "value"))
+        spec["type"] = _none_or(spec["type"], getattr(spec["type"], "__name__", "value") + " or none")
         if "choices" in spec:
             spec["metavar"] = "{" + ",".join([*map(_choice_text, spec["choices"]), "none"]) + "}"
             spec["choices"] = [*spec["choices"], None]
