@@ -105,12 +105,12 @@ def starmap_section(path: Path, use_rep: str, model, seed: int, n_genes: int) ->
     for name, cell_rep, domain_rep in reps:
         row = {"representation": name, "cell_rep": cell_rep, "domain_rep": domain_rep}
         for label, rep in (("cell_type", cell_rep), ("domain", domain_rep)):
-            oc.tl.evaluate_clustering(adata, label, use_rep=rep, seed=seed, key_added="_clusters")
+            oc.tl.evaluate_clustering(adata, label, use_rep=rep, random_state=seed, key_added="_clusters")
             record = adata.uns["omnicell"]["evaluate_clustering"]
             row[f"{label}_sweep_ari"], row[f"{label}_sweep_nmi"] = record["ari"], record["nmi"]
             row[f"{label}_sweep_resolution"] = record["best_resolution"]
             row[f"{label}_sweep_n_clusters"] = record["n_clusters"]
-        oc.tl.spatial_domains(adata, n_domains=n_domains, use_rep=domain_rep, seed=seed, key_added="_domains")
+        oc.tl.spatial_domains(adata, n_domains=n_domains, use_rep=domain_rep, random_state=seed, key_added="_domains")
         domains = adata.obs["_domains"].astype(str)
         row["domain_fixed_ari"] = adjusted_rand_score(adata.obs["domain"], domains)
         row["domain_fixed_nmi"] = normalized_mutual_info_score(adata.obs["domain"], domains)
@@ -137,9 +137,9 @@ def annotation_section(adata: ad.AnnData, use_rep: str, seed: int) -> list[dict]
     rows = []
     for rep in dict.fromkeys(["X_pca", use_rep]):
         reference, query = adata[train].copy(), adata[test].copy()
-        oc.tl.annotate(query, reference, "bulk_labels", use_rep=rep, seed=seed)
+        oc.tl.annotate(query, reference, "bulk_labels", use_rep=rep, random_state=seed)
         truth, predicted = query.obs["bulk_labels"].astype(str), query.obs["omnicell_label"].astype(str)
-        table = oc.tl.cross_validate_annotation(adata, "bulk_labels", folds=5, use_rep=rep, seed=seed)
+        table = oc.tl.cross_validate_annotation(adata, "bulk_labels", folds=5, use_rep=rep, random_state=seed)
         rows.append(
             {
                 "representation": rep,
@@ -194,7 +194,7 @@ def deconvolution_section(use_rep: str, model, seed: int, n_spots: int, n_genes:
     prior = reference.obs["cell_type"].value_counts(normalize=True)[types].to_numpy()
     rows = []
     for rep in reps:
-        oc.tl.deconvolve(spots, reference, "cell_type", use_rep=rep, seed=seed)
+        oc.tl.deconvolve(spots, reference, "cell_type", use_rep=rep, random_state=seed)
         estimate = spots.obsm["omnicell_proportions"][types]
         per_type = [np.corrcoef(estimate[t], truth[t])[0, 1] for t in types]
         rows.append(
@@ -223,7 +223,7 @@ def dropout_section(adata: ad.AnnData, use_rep: str, model, seed: int, n_genes: 
     rows = []
     runs = [("X_pca", pca_embedding)] + ([(use_rep, None)] if use_rep != "X_pca" else [])
     for rep, embed in runs:
-        oc.tl.dropout_robustness(work, model, label_key="bulk_labels", embed=embed, seed=seed)
+        oc.tl.dropout_robustness(work, model, label_key="bulk_labels", embed=embed, random_state=seed)
         for record in work.uns["omnicell"]["dropout_robustness"]["table"].to_dict("records"):
             rows.append({"representation": rep, **record})
     return rows

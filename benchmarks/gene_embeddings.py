@@ -182,13 +182,13 @@ def main(argv: list[str] | None = None) -> dict:
         del graph, propagation
         with Phase("embed_genes") as phase:
             oc.tl.embed_genes(adata, model, batch_size=args.batch_size, n_epochs=args.epochs, device="cpu",
-                              precision="float32", seed=args.seed)  # fmt: skip
+                              precision="float32", random_state=args.seed)  # fmt: skip
         phases.append(phase)
         if not args.no_spill:
             first = adata.varm["omnicell"].copy()
             with Phase("embed_genes, spilled to disk") as phase:
                 oc.tl.embed_genes(adata, model, batch_size=args.batch_size, n_epochs=args.epochs, device="cpu",
-                                  precision="float32", seed=args.seed, max_memory=0.01)  # fmt: skip
+                                  precision="float32", random_state=args.seed, max_memory=0.01)  # fmt: skip
             phases.append(phase)
             same = bool(np.allclose(first, adata.varm["omnicell"], rtol=1e-5, atol=1e-6, equal_nan=True))
 

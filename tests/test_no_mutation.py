@@ -853,16 +853,12 @@ def test_benchmark_copy_leaves_the_callers_obsm(monkeypatch):
     assert_unchanged(before, adata)
 
 
-def test_seed_is_a_deprecated_alias_of_random_state(tiny_adata, tiny_model):
+def test_random_state_is_the_only_seed_keyword(tiny_adata, tiny_model):
     adata = _with_gene_embedding(tiny_adata, tiny_model)
     oc.tl.gene_modules(adata, min_size=1, score=False, random_state=3)
-    expected = adata.var["omnicell_module"].copy()
-    with pytest.warns(DeprecationWarning, match="random_state"):
-        oc.tl.gene_modules(adata, min_size=1, score=False, seed=3)
-    pd.testing.assert_series_equal(adata.var["omnicell_module"], expected)
     assert adata.uns["omnicell"]["gene_modules"]["seed"] == 3
-    with pytest.raises(ValueError, match="random_state"):
-        oc.tl.gene_modules(adata, min_size=1, score=False, seed=3, random_state=4)
+    with pytest.raises(TypeError, match="seed"):  # seed= was removed (no released users to keep it for)
+        oc.tl.gene_modules(adata, min_size=1, score=False, seed=3)
     with pytest.raises(TypeError, match="random_state"):
         oc.tl.gene_modules(adata, min_size=1, score=False, random_state="zero")
 

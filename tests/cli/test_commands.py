@@ -119,7 +119,7 @@ PBMC_TOOLS = {
     ),
     "embed-genes": (
         ["--n-epochs", "2", "--hidden-dim", "16", "--seed", "3"],
-        lambda a, m: oc.tl.embed_genes(a, m, n_epochs=2, hidden_dim=16, seed=3),
+        lambda a, m: oc.tl.embed_genes(a, m, n_epochs=2, hidden_dim=16, random_state=3),
         None,
     ),
     "evaluate-clustering": (
@@ -169,7 +169,7 @@ def test_annotate_with_a_reference_file(embedded, folder, tmp_path):
     _cli("annotate", query_path, "-o", output, "--reference", reference_path, "--label-key", "bulk_labels",
          "--epochs", "3", "--hidden-sizes", "32,16", "--seed", "5")  # fmt: skip
     query = ad.read_h5ad(query_path)
-    oc.tl.annotate(query, ad.read_h5ad(reference_path), "bulk_labels", epochs=3, hidden_sizes=[32, 16], seed=5)
+    oc.tl.annotate(query, ad.read_h5ad(reference_path), "bulk_labels", epochs=3, hidden_sizes=[32, 16], random_state=5)
     assert_same_anndata(output, query, tmp_path)
 
 
@@ -210,7 +210,7 @@ def test_fine_tune_writes_the_same_checkpoint(embedded, model_dir, folder):
     _cli(
         "fine-tune", source, "-o", output, "--model", model_dir, "--batch-size", "32", "--seed", "1", "--device", "cpu"
     )
-    model = oc.tl.fine_tune(ad.read_h5ad(source), str(model_dir), batch_size=32, seed=1, device="cpu")
+    model = oc.tl.fine_tune(ad.read_h5ad(source), str(model_dir), batch_size=32, random_state=1, device="cpu")
     tuned = oc.models.load(output, device="cpu")
     expected, written = model.network.state_dict(), tuned.network.state_dict()
     assert expected.keys() == written.keys()
@@ -239,7 +239,7 @@ SPATIAL_TOOLS = {
     ),
     "deconvolve": (
         ["--label-key", "cell_type", "--epochs", "20", "--seed", "2"],
-        lambda a, r: oc.tl.deconvolve(a, r, "cell_type", epochs=20, seed=2),
+        lambda a, r: oc.tl.deconvolve(a, r, "cell_type", epochs=20, random_state=2),
     ),
 }
 

@@ -129,8 +129,8 @@ def main() -> None:
 
     # Every result the plot tool draws, and gene embeddings for gene-modules (150 genes).
     analysed = _embedded(_pbmc(32, 0, n_genes=150))
-    oc.tl.embed_genes(analysed, MODEL, device="cpu", seed=SEED)
-    oc.tl.gene_modules(analysed, min_size=3, seed=SEED)
+    oc.tl.embed_genes(analysed, MODEL, device="cpu", random_state=SEED)
+    oc.tl.gene_modules(analysed, min_size=3, random_state=SEED)
     oc.tl.expert_usage(analysed, "bulk_labels", MODEL)
     oc.tl.marker_genes(analysed, "bulk_labels", MODEL, n_genes=10, device="cpu")
     _write(analysed, "pbmc_analysed.h5ad")
@@ -144,7 +144,7 @@ def main() -> None:
     starmap = _starmap(64)
     _write(starmap, "starmap_small.h5ad")
     spatial = _embedded(starmap, spatial=True)
-    oc.tl.deconvolve(spatial, spatial.copy(), "cell_type", epochs=50, seed=SEED, device="cpu")
+    oc.tl.deconvolve(spatial, spatial.copy(), "cell_type", epochs=50, random_state=SEED, device="cpu")
     _write(_slim(spatial, keep=("deconvolve",)), "starmap_embedded.h5ad")
 
     if not args.no_shards:

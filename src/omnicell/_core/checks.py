@@ -96,25 +96,14 @@ def check_dtype(matrix, where: str) -> None:
         )
 
 
-def resolve_random_state(random_state: object, seed: object, function: str) -> int:
-    """The seed to use: ``random_state`` (scanpy's name), the deprecated ``seed``, or ``oc.settings.seed``."""
-    import warnings
-
+def resolve_random_state(random_state: object, function: str) -> int:
+    """The seed to use: ``random_state`` (scanpy's name), or ``oc.settings.seed`` when it is None."""
     from omnicell._core.settings import settings
 
-    if seed is not None:
-        warnings.warn(
-            f"{function}(seed=...) is deprecated; pass random_state= (scanpy's name) instead.",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        if random_state is not None and random_state != seed:
-            raise ValueError(f"{function}: pass random_state= only (seed= is its deprecated alias), not both.")
-        random_state = seed
     if random_state is None:
         return int(settings.seed)
     if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer) or random_state < 0:
-        raise TypeError(f"random_state must be a non-negative integer or None, got {random_state!r}.")
+        raise TypeError(f"{function}: random_state must be a non-negative integer or None, got {random_state!r}.")
     return int(random_state)
 
 

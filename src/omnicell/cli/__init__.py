@@ -1,7 +1,7 @@
 """The ``omnicell`` command: h5ad in, h5ad out, for shells, Galaxy tools and nf-core modules.
 
 ``omnicell <command> INPUT -o OUTPUT [options]``: one command per tool of ``oc.tl`` (options generated
-from the tool's keywords: ``n_genes`` -> ``--n-genes``), ``plot FIGURE``, ``merge`` for the shards of
+from the tool's keywords: ``key_added`` -> ``--key-added``), ``plot FIGURE``, ``merge`` for the shards of
 ``embed --shard I/N``, ``models``, ``pretrain`` and ``demo``. The input is never modified; outputs are
 written atomically. Exit status: 0 success, 1 bad input or option (one line ``omnicell: error: ...`` on
 standard error), 2 usage error (argparse), 3 internal error (a bug: rerun with ``--verbose`` or
@@ -67,7 +67,7 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
-    parser = build_parser()
+    parser = build_parser(lazy=True)  # a command's options are built when it is parsed: --help imports no torch
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version (0) or a usage error (2)

@@ -75,7 +75,7 @@ def model_line(model) -> str:
     bundled = " bundled with the package, offline" if model.name == "omnicell-tiny" else ""
     return (
         f"Model: {model.name} ({size},{bundled}); the released model is omnicell-v1 "
-        "(`omnicell demo --model omnicell-v1`, downloaded once)."
+        "(`omnicell models download omnicell-v1` once, then `omnicell demo --model omnicell-v1`)."
     )
 
 

@@ -190,8 +190,9 @@ def embed_to_file(
             )  # fmt: skip
             shutil.rmtree(scratch, ignore_errors=True)
             logger.info(
-                "embed: %d cells in %.1fs on %d process(es); wrote %s", plan.n_obs, time.perf_counter() - started,
-                context.world_size, output,
+                # timing only: the one "wrote" line is the command's result line on standard output
+                "embed: %d cells in %.1fs on %d process(es)", plan.n_obs, time.perf_counter() - started,
+                context.world_size,
             )  # fmt: skip
         context.barrier()
         return {"n_obs": plan.n_obs, "n_components": width, "world_size": context.world_size, "rank": context.rank}

@@ -14,7 +14,15 @@ _SUFFIXES = (".h5ad", ".h5mu")
 
 
 class InputError(ValueError):
-    """Bad input or option: the message names the file or option and what to do (exit status 1)."""
+    """Bad input or option: the message names the file or option and what to do (exit status 1).
+
+    ``details``: lines printed after the one-line message where one line cannot hold what the user needs
+    (the files to place by hand for an offline download).
+    """
+
+    def __init__(self, message: str, *, details: tuple[str, ...] | list[str] = ()) -> None:
+        super().__init__(message)
+        self.details = tuple(details)
 
 
 def _check_file(path: Path, what: str) -> None:

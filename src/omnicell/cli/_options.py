@@ -1,10 +1,11 @@
 """Command-line options generated from a function's signature and numpydoc docstring.
 
 Every keyword of a tool becomes ``--the-keyword`` (underscores to dashes) with a type read from its
-resolved type hint (:mod:`._hints`) and the help text of its docstring entry, so the command line and
-the Python API cannot drift apart. Keywords the command line provides in another way (the input file,
-``--model``, ``--device`` ...) are listed in :data:`SHARED`; keywords a command cannot offer are listed
-with a reason per command.
+resolved type hint (:mod:`._hints`) and the help text of its docstring entry, translated for a shell user
+(:mod:`._help`), so the command line and the Python API cannot drift apart. One concept has one option
+name across commands (:data:`RENAMED`); a renamed option keeps its generated spelling as a hidden alias.
+Keywords the command line provides in another way (the input file, ``--model``, ``--device`` ...) are
+listed in :data:`SHARED`; keywords a command cannot offer are listed with a reason per command.
 """
 
 from __future__ import annotations
@@ -21,16 +22,26 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from omnicell.cli._help import default_text, shell_help
 from omnicell.cli._hints import HintError, type_hint, union_members
 
-__all__ = ["DATA_FILES", "SHARED", "add_function_options", "docstring_parameters", "option_name", "option_spec"]
+__all__ = [
+    "DATA_FILES",
+    "HIDDEN_ALIASES",
+    "RENAMED",
+    "SHARED",
+    "add_function_options",
+    "docstring_parameters",
+    "option_name",
+    "option_names",
+    "option_spec",
+]
 
 #: Keywords every command handles the same way (not generated per tool), with the reason.
 SHARED: dict[str, str] = {
     "adata": "the INPUT file (.h5ad, or .h5mu with --mod)",
     "model": "the common --model option",
     "device": "the common --device option",
-    "seed": "the common --seed option",
     "mod": "the common --mod option (modality of an .h5mu input)",
     "copy": "the command always writes a new file and never modifies its input",
     "reference": "the common --reference FILE option (an .h5ad)",
@@ -46,9 +57,34 @@ DATA_FILES: dict[str, str] = {"reference": "labelled reference cells (.h5ad), em
 _SECTION = re.compile(r"^(?P<title>[A-Z][A-Za-z ]+)\n-{3,}\n", re.MULTILINE)
 
 
-def option_name(parameter: str) -> str:
-    """``n_genes`` -> ``--n-genes``."""
-    return "--" + parameter.replace("_", "-")
+#: One option name per concept across commands: ``keyword -> option`` for every function, and
+#: ``(function, keyword) -> option`` where a keyword means something else in one function. The generated
+#: spelling stays a hidden alias (wrappers written before the rename keep working).
+RENAMED: dict[str | tuple[str, str], str] = {
+    "n_epochs": "epochs",  # embed_genes; annotate, deconvolve, cross_validate and fine_tune say epochs
+    "learning_rate": "lr",  # likewise: lr in the four others
+    ("tokenize", "n_genes"): "genes_per_cell",  # --n-genes is markers per group (marker-genes, plot markers)
+}
+
+#: Hidden spellings of an option besides its generated one: ``random_state`` is scanpy's name, and
+#: ``--seed`` was the command line's before it.
+HIDDEN_ALIASES: dict[str, tuple[str, ...]] = {"random_state": ("seed",)}
+
+
+def option_name(parameter: str, function: Callable | None = None) -> str:
+    """``n_genes`` -> ``--n-genes``; renamed where :data:`RENAMED` says (``n_epochs`` -> ``--epochs``)."""
+    return option_names(parameter, function)[0]
+
+
+def option_names(parameter: str, function: Callable | None = None) -> tuple[str, tuple[str, ...]]:
+    """The shown option of keyword ``parameter`` of ``function`` and its hidden aliases."""
+    dashed = "--" + parameter.replace("_", "-")
+    name = getattr(function, "__name__", None)
+    renamed = RENAMED.get((name, parameter), RENAMED.get(parameter)) if name is not None else RENAMED.get(parameter)
+    shown = "--" + renamed.replace("_", "-") if renamed else dashed
+    aliases = ["--" + alias.replace("_", "-") for alias in HIDDEN_ALIASES.get(parameter, ())]
+    hidden = ([dashed] if renamed else []) + aliases
+    return shown, tuple(hidden)
 
 
 def docstring_parameters(function: Callable) -> dict[str, str]:
@@ -71,13 +107,6 @@ def docstring_parameters(function: Callable) -> dict[str, str]:
             for name in names:
                 entries[name] = (entries[name] + " " + line.strip()).strip()
     return entries
-
-
-def _rst_to_text(text: str) -> str:
-    """Readable help text: roles and double backquotes dropped, ``%`` escaped for argparse."""
-    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
-    text = text.replace("``", "'").replace("%", "%%")
-    return text
 
 
 def _split(text: str) -> list[str]:
@@ -242,9 +271,9 @@ def _spec_of(hint: Any, default: Any, where: str) -> dict[str, Any]:
                 "skip with a reason, or give it an override."
             )
         spec["type"] = _first_of(scalars)
-    if optional and default is not None and default is not inspect.Parameter.empty:
-        # The Python default is a value, but None is allowed too: take the word "none".
-        spec["type"] = _none_or(spec["type"], getattr(spec["type"], "__name__", "value"))
+    if optional:
+        # None is allowed (as the default or besides it): take the word "none", as the help says.
+        spec["type"] = _none_or(spec["type"], getattr(spec["type"], "__name__", "value") + " or none")
         if "choices" in spec:
             spec["metavar"] = "{" + ",".join([*map(_choice_text, spec["choices"]), "none"]) + "}"
             spec["choices"] = [*spec["choices"], None]
@@ -281,6 +310,8 @@ def add_function_options(
     names added (the argparse ``dest`` is ``dest_prefix + name``).
     """
     texts = docstring_parameters(function)
+    parameters = inspect.signature(function).parameters
+    names = {name: option_name(name, function) for name in parameters if name not in SHARED and name not in skip}
     added = []
     for name, parameter in inspect.signature(function).parameters.items():
         if parameter.kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
@@ -289,22 +320,19 @@ def add_function_options(
             continue
         spec = dict(overrides[name]) if overrides and name in overrides else option_spec(function, name)
         required = parameter.default is inspect.Parameter.empty
-        help_text = _rst_to_text(spec.pop("help", None) or texts.get(name, ""))
+        shown, hidden = option_names(name, function)
+        is_flag = spec.get("action") is argparse.BooleanOptionalAction
+        help_text = shell_help(spec.pop("help", None) or texts.get(name, ""), name, function=function,
+                               options=names, flag=is_flag)  # fmt: skip
         if spec.get("action") is _Items:
             help_text += " [several values: space- or comma-separated, or @FILE with one per line]"
-        if not required and parameter.default is not None:
-            default = parameter.default
-            shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else default
-            help_text += f" (default: {shown})"
+        if not required and parameter.default is not None and not re.search(r"\bdefault\b", help_text.lower()):
+            help_text += f" (default: {default_text(parameter.default, shown if is_flag else None)})"
         if spec.get("action") in (None, _Items) and "choices" not in spec:
-            spec.setdefault("metavar", name.upper())
-        parser.add_argument(
-            option_name(name),
-            dest=dest_prefix + name,
-            required=required,
-            default=argparse.SUPPRESS if not required else None,
-            help=help_text,
-            **spec,
-        )
+            spec.setdefault("metavar", shown[2:].replace("-", "_").upper())
+        common = {"dest": dest_prefix + name, "default": argparse.SUPPRESS if not required else None, **spec}
+        parser.add_argument(shown, required=required, help=help_text.replace("%", "%%"), **common)
+        for alias in hidden:  # the former spelling: accepted, not shown
+            parser.add_argument(alias, help=argparse.SUPPRESS, **common)
         added.append(name)
     return added

@@ -29,7 +29,7 @@ def _keywords(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
 
 
 def _apply_common(args: argparse.Namespace) -> None:
-    """--device, --seed and --threads, checked before any file is read."""
+    """--device, --threads and the hidden --seed of commands without --random-state, checked before any file is read."""
     from omnicell._core.settings import settings
 
     if args.device is not None:
@@ -37,7 +37,7 @@ def _apply_common(args: argparse.Namespace) -> None:
             settings.device = args.device
         except ValueError as error:
             raise InputError(f"--device {args.device}: {error}") from None
-    if args.seed is not None:
+    if getattr(args, "seed", None) is not None:
         settings.seed = int(args.seed)
     if args.threads is not None:
         if args.threads < 1:
@@ -63,22 +63,20 @@ def _model(args: argparse.Namespace) -> str | None:
         )
     if not bool(listing.loc[name, "cached"]):
         raise InputError(
-            f"--model {name} is not downloaded and the command never downloads: run `omnicell models download {name}` "
-            "first (or pass a checkpoint folder)."
+            f"--model {name} is not downloaded yet, and commands never download (a workflow must not fetch at run "
+            f"time): run `omnicell models download {name}` once, then --model {name} works offline."
         )
     return str(name)
 
 
 def _call_keywords(function, args: argparse.Namespace, mod: str | None, given: dict[str, Any]) -> dict[str, Any]:
-    """``given`` plus the common options the function takes (model, device, seed, mod, data files as reference)."""
+    """``given`` plus the common options the function takes (model, device, mod, data files as reference)."""
     parameters = inspect.signature(function).parameters
     keywords = dict(given)
     if "model" in parameters:
         keywords["model"] = _model(args)
     if "device" in parameters and args.device is not None:
         keywords["device"] = args.device
-    if "seed" in parameters and args.seed is not None:
-        keywords["seed"] = int(args.seed)
     if "mod" in parameters and mod is not None:
         keywords["mod"] = mod
     for name in data_file_keywords(function, SHARED):  # --reference FILE
@@ -275,14 +273,31 @@ def run_models(args: argparse.Namespace) -> None:
     from omnicell import models
 
     if args.action == "list":
-        import pandas as pd
-
-        with pd.option_context("display.max_colwidth", 80, "display.width", 200):
-            _say(models.available().to_string())
+        _say(_model_table(models.available()))
     elif args.action == "download":
-        _say(str(models.download(args.name, cache_dir=args.cache_dir)))
+        try:
+            folder = models.download(args.name, cache_dir=args.cache_dir)
+        except OSError as error:  # offline: the files to place by hand, each with its URL and sha256
+            first, *listing = str(error).splitlines()
+            raise InputError(first, details=[line.strip() for line in listing if line.strip()]) from None
+        _say(str(folder))
     else:
         _say(str(models.convert(args.source, args.destination, overwrite=args.overwrite)))
+
+
+def _model_table(listing, width: int = 100) -> str:
+    """``models list`` within ``width`` columns: name and state, the description wrapped below, the folder."""
+    import textwrap
+
+    lines = []
+    for name, row in listing.iterrows():
+        state = "downloaded" if bool(row["cached"]) else f"not downloaded: omnicell models download {name}"
+        if name == "omnicell-tiny" or "bundled" in str(row["folder"]):
+            state = "bundled" if bool(row["cached"]) else state
+        lines.append(f"{name}  ({state})")
+        lines += textwrap.wrap(str(row["description"]), width, initial_indent="    ", subsequent_indent="    ")
+        lines.append(f"    folder: {row['folder']}")
+    return "\n".join(lines)
 
 
 def run_demo(args: argparse.Namespace) -> None:

@@ -130,7 +130,6 @@ def annotate(
     weight_decay: float = 0.01,
     batch_size: int = 64,
     random_state: int | None = None,
-    seed: int | None = None,
     device: str | torch.device | None = None,
     key_added: str = keys.LABEL,
     mod: str = "rna",
@@ -168,7 +167,6 @@ def annotate(
         Cells per optimisation step.
     random_state
         Random seed of initialisation and shuffling; None uses ``oc.settings.seed``.
-        ``seed=`` (its former name) still works, with a DeprecationWarning.
     device
         Where to train; None uses ``oc.settings.device``.
     key_added
@@ -204,7 +202,7 @@ def annotate(
     known = labels.notna().to_numpy()
     classes = label_classes(reference.obs[label_key], labels[known])
     targets = pd.Categorical(labels[known], categories=classes).codes
-    seed = resolve_random_state(random_state, seed, "annotate")
+    seed = resolve_random_state(random_state, "annotate")
     torch_device = resolve_device(device)
 
     started = time.perf_counter()
@@ -260,14 +258,13 @@ def cross_validate_annotation(
     weight_decay: float = 0.01,
     batch_size: int = 64,
     random_state: int | None = None,
-    seed: int | None = None,
     device: str | torch.device | None = None,
     key_added: str | None = None,
     mod: str = "rna",
 ) -> pd.DataFrame:
     """Stratified k-fold cross-validation of :func:`omnicell.tl.annotate`'s classifier: accuracy and macro-F1.
 
-    The labelled cells are split into ``folds`` stratified folds (shuffled with ``seed``); for
+    The labelled cells are split into ``folds`` stratified folds (shuffled with ``random_state``); for
     each fold the classifier is trained on the others, as :func:`omnicell.tl.annotate` trains
     it, and scored on the held-out cells. This is the paper's evaluation protocol; run it on
     ``'X_pca'`` for the baseline.
@@ -286,7 +283,6 @@ def cross_validate_annotation(
         Classifier and training settings, as in :func:`omnicell.tl.annotate`.
     random_state
         Random seed of the folds and of every classifier; None uses ``oc.settings.seed``.
-        ``seed=`` (its former name) still works, with a DeprecationWarning.
     key_added
         Also write each cell's out-of-fold prediction to ``obs[key_added]`` (None: do not).
     {doc_mod}
@@ -322,7 +318,7 @@ def cross_validate_annotation(
             UserWarning,
             stacklevel=2,
         )
-    seed = resolve_random_state(random_state, seed, "cross_validate_annotation")
+    seed = resolve_random_state(random_state, "cross_validate_annotation")
     torch_device = resolve_device(device)
 
     started = time.perf_counter()

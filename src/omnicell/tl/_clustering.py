@@ -49,7 +49,6 @@ def evaluate_clustering(
     neighbors_key: str | None = None,
     select: Literal["ari+nmi", "ari", "nmi"] = "ari+nmi",
     random_state: int | None = None,
-    seed: int | None = None,
     key_added: str = keys.CLUSTERS,
     mod: str = "rna",
     copy: bool = False,
@@ -84,7 +83,6 @@ def evaluate_clustering(
         spatial domains), ``'ari'`` or ``'nmi'``. Ties go to the smaller resolution.
     random_state
         Random seed of the graph and of Leiden; None uses ``oc.settings.seed``.
-        ``seed=`` (its former name) still works, with a DeprecationWarning.
     key_added
         ``obs`` column of the best clustering.
     {doc_mod}
@@ -111,7 +109,7 @@ def evaluate_clustering(
         raise ValueError(f"resolutions must be a non-empty list of positive numbers, got {resolutions!r}.")
     if select not in SELECT:
         raise ValueError(f"select must be one of {', '.join(SELECT)}, got {select!r}.")
-    seed = resolve_random_state(random_state, seed, "evaluate_clustering")
+    seed = resolve_random_state(random_state, "evaluate_clustering")
 
     started = time.perf_counter()
     connectivities, built = graph_for(

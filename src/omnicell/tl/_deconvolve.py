@@ -103,7 +103,6 @@ def deconvolve(
     lambda_entropy: float = 0.0,
     center: bool = True,
     random_state: int | None = None,
-    seed: int | None = None,
     device: str | torch.device | None = None,
     key_added: str = keys.PROPORTIONS,
     dominant_key: str = keys.DOMINANT_TYPE,
@@ -149,7 +148,6 @@ def deconvolve(
         Centre the spot and reference embeddings on the mean reference cell.
     random_state
         Random seed of the initial mapping; None uses ``oc.settings.seed``.
-        ``seed=`` (its former name) still works, with a DeprecationWarning.
     device
         Where to optimise; None uses ``oc.settings.device``.
     key_added
@@ -198,7 +196,7 @@ def deconvolve(
     cells = cells[known]
     membership = np.zeros((len(codes), len(types)), dtype=np.float32)
     membership[np.arange(len(codes)), codes] = 1.0
-    seed = resolve_random_state(random_state, seed, "deconvolve")
+    seed = resolve_random_state(random_state, "deconvolve")
     torch_device = resolve_device(device)
 
     started = time.perf_counter()

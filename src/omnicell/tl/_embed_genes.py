@@ -61,7 +61,6 @@ def embed_genes(
     dropout: float = 0.1,
     gene_batch: int = 20,
     random_state: int | None = None,
-    seed: int | None = None,
     max_memory: float = DEFAULT_MAX_MEMORY / 1024**3,
     key_added: str | None = None,
     batch_size: int | None = None,
@@ -90,7 +89,7 @@ def embed_genes(
     chunks of cells, so training memory is O(n * 20 genes * m). The per-cell embeddings are kept in
     memory up to ``max_memory`` GB, else in a temporary file (or the zarr ``store``) read 20 genes
     at a time; the result does not depend on where they are kept, nor on ``batch_size``, and is
-    reproducible for a given ``seed``. A gene absent from a cell's sequence
+    reproducible for a given ``random_state``. A gene absent from a cell's sequence
     (``strategy='expressed'``) enters the GNN as a zero vector in that cell.
 
     Parameters
@@ -133,7 +132,6 @@ def embed_genes(
         Genes per training step.
     random_state
         Random seed of the GNN's initialisation, dropout and gene order; None uses ``oc.settings.seed``.
-        ``seed=`` (its former name) still works, with a DeprecationWarning.
     max_memory
         GB of per-cell gene embeddings held in memory; more spill to a temporary file on disk.
     key_added
@@ -184,7 +182,7 @@ def embed_genes(
         raise KeyError(f"use_rep {use_rep!r} is not a 2-d obsm entry; available: {list(adata.obsm)}.")
     if store is not None and os.path.exists(store) and not os.path.isdir(store):
         raise FileExistsError(f"store {store} exists and is not a zarr folder.")
-    seed = resolve_random_state(random_state, seed, "embed_genes")
+    seed = resolve_random_state(random_state, "embed_genes")
     key = key_added or (keys.GENE_EMBEDDING if level == "dataset" else keys.CELL_GENE_EMBEDDING)
     if genes is not None:
         genes = [str(gene) for gene in ([genes] if isinstance(genes, str) else genes)]

@@ -46,7 +46,6 @@ def fine_tune(
     masking: MaskingConfig | dict[str, float] | None = None,
     validation_fraction: float = 0.1,
     random_state: int | None = None,
-    seed: int | None = None,
     device: str | torch.device | None = None,
     precision: Precision = "auto",
     log: str | os.PathLike | None = None,
@@ -97,7 +96,6 @@ def fine_tune(
         Share of the cells held out for the held-out masked loss (at most 2048 cells); 0 disables it.
     random_state
         Seed of the split, shuffling, masking and dropout; None uses ``oc.settings.seed``.
-        ``seed=`` (its former name) still works, with a DeprecationWarning.
     device
         ``"auto"``, ``"cpu"``, ``"cuda"``; None uses ``oc.settings.device``.
     precision
@@ -147,7 +145,7 @@ def fine_tune(
     optimizer = OptimizerConfig(lr=float(lr), min_lr=float(min_lr), warmup_steps=0, weight_decay=float(weight_decay),
                                 clip_norm=clip_norm)  # fmt: skip
     torch_device = resolve_device(device)
-    seed = resolve_random_state(random_state, seed, "fine_tune")
+    seed = resolve_random_state(random_state, "fine_tune")
     base = resolve_model(model)
     record = TokenizeRecord.read(adata)
     if record is not None and spatial is not None and record.spatial != spatial:

@@ -66,7 +66,6 @@ def gene_modules(
     layer: str | None = None,
     use_raw: bool | None = None,
     random_state: int | None = None,
-    seed: int | None = None,
     key_added: str = keys.GENE_MODULE,
     mod: str = "rna",
     copy: bool = False,
@@ -105,7 +104,6 @@ def gene_modules(
         Expression used for the scores; None uses the matrix :func:`omnicell.pp.tokenize` read.
     random_state
         Random seed of the community detection and the control genes; None uses ``oc.settings.seed``.
-        ``seed=`` (its former name) still works, with a DeprecationWarning.
     key_added
         ``var`` column of the modules and prefix of the ``obs`` score columns.
     {doc_mod}
@@ -143,7 +141,7 @@ def gene_modules(
     rows = np.flatnonzero(np.isfinite(embedding).all(1))
     if len(rows) < 2:
         raise ValueError(f"adata.varm[{use_rep!r}] has fewer than two genes with an embedding.")
-    seed = resolve_random_state(random_state, seed, "gene_modules")
+    seed = resolve_random_state(random_state, "gene_modules")
     if layer is None and use_raw is None:
         record = TokenizeRecord.read(adata)
         layer, use_raw = (record.layer, record.use_raw) if record is not None else (None, False)

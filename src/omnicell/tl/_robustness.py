@@ -80,7 +80,6 @@ def dropout_robustness(
     device: str | torch.device | None = None,
     precision: Precision = "auto",
     random_state: int | None = None,
-    seed: int | None = None,
     mod: str = "rna",
     copy: bool = False,
 ) -> AnnData | MuData | None:
@@ -117,7 +116,6 @@ def dropout_robustness(
     {doc_precision}
     random_state
         Random seed of the dropout draws, the graphs and Leiden; None uses ``oc.settings.seed``.
-        ``seed=`` (its former name) still works, with a DeprecationWarning.
     {doc_mod}
     {doc_copy}
 
@@ -144,7 +142,7 @@ def dropout_robustness(
         raise TypeError("embed must be a function mapping an AnnData to an (n_obs, d) array, or None.")
     if not 2 <= int(n_neighbors) < adata.n_obs:
         raise ValueError(f"n_neighbors must lie in [2, n_obs - 1 = {adata.n_obs - 1}], got {n_neighbors}.")
-    seed = resolve_random_state(random_state, seed, "dropout_robustness")
+    seed = resolve_random_state(random_state, "dropout_robustness")
     if copy:
         container, adata = copy_target(container, adata, mod)
     loaded = ensure_tokenized(adata, model) if embed is None or TokenizeRecord.read(adata) is None else None

@@ -47,7 +47,6 @@ def spatial_domains(
     neighbors_key: str | None = None,
     max_steps: int = 30,
     random_state: int | None = None,
-    seed: int | None = None,
     key_added: str = keys.DOMAIN,
     mod: str = "rna",
     copy: bool = False,
@@ -85,7 +84,6 @@ def spatial_domains(
         Most Leiden runs of the resolution search.
     random_state
         Random seed of the graph and of Leiden; None uses ``oc.settings.seed``.
-        ``seed=`` (its former name) still works, with a DeprecationWarning.
     key_added
         ``obs`` column of the domains.
     {doc_mod}
@@ -113,7 +111,7 @@ def spatial_domains(
         raise ValueError(f"resolution must be positive, got {resolution}.")
     if int(max_steps) < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}.")
-    seed = resolve_random_state(random_state, seed, "spatial_domains")
+    seed = resolve_random_state(random_state, "spatial_domains")
 
     started = time.perf_counter()
     connectivities, built = graph_for(
