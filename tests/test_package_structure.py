@@ -39,7 +39,7 @@ def test_signature_conventions(module, name, function):
 
 
 def test_root_exposes_subpackages_and_settings():
-    assert set(oc.__all__) >= {"pp", "tl", "pl", "get", "models", "model", "settings"}
+    assert set(oc.__all__) >= {"pp", "tl", "pl", "get", "models", "nn", "settings"}
     with pytest.raises(ValueError, match="device"):
         oc.settings.device = "tpu"
     with pytest.raises(ValueError, match="attention_backend"):
