@@ -5,13 +5,20 @@ the command (``def args = task.ext.args ?: ''``, ternaries, ``if (...) error "..
 ``${...}`` interpolation and ``\\$`` escapes (indentation stripped, as Nextflow does) and the ``output:`` paths.
 The test values come from the module's own ``tests/main.nf.test`` (``input[i] = ...``) and ``tests/nextflow.config``
 (``ext.args``). Only the Groovy the modules use is understood: strings and GStrings, dotted names, ``?:``,
-``? :``, ``==``/``!=``, parentheses, list and map literals and ``file(...)``; anything else is an error, so a
+``? :``, ``==``/``!=``, ``+``, parentheses, list and map literals and ``file(...)``; anything else is an error, so a
 module that outgrows this renderer fails loudly rather than being rendered wrongly.
+
+The ``eval(...)`` outputs of the ``versions`` topic are run after the command, as Nextflow runs them. The tests'
+snapshots (``tests/main.nf.test.snap``, nf-test's format) record output names and versions only, so a run here
+gives the same content as nf-test's: ``python tests/_nfcore_module.py`` rewrites them from such runs (nf-test
+``--update-snapshot`` would write the same content), and tests/wrappers/test_nfcore.py checks them.
 """
 
 from __future__ import annotations
 
+import datetime
 import glob
+import json
 import os
 import re
 import subprocess
@@ -26,10 +33,18 @@ _TOKEN = re.compile(
       (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
     | (?P<number>\d+(?:\.\d+)?)
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
-    | (?P<op>\?:|==|!=|[?:()\[\],])
+    | (?P<op>\?:|==|!=|[?:()\[\],+])
     )""",
     re.VERBOSE,
 )
+
+
+#: ``params.modules_testdata_base_path`` of the tests (wrappers/nf-core/tests/config/nf-test.config's default).
+TESTDATA = Path(__file__).resolve().parents[1] / "wrappers" / "galaxy" / "test-data"
+
+
+#: What the snapshot files record as the versions that wrote them (nf-test's format).
+NF_TEST_VERSION, NEXTFLOW_VERSION = "0.9.2", "25.04.0"
 
 
 class GroovyError(ValueError):
@@ -139,14 +154,26 @@ class _Parser:
         return value
 
     def comparison(self) -> Any:
-        left = self.atom()
+        left = self.sum()
         token = self.peek()
         if token in (("op", "=="), ("op", "!=")):
             self.take()
-            right = self.atom()
+            right = self.sum()
             equal = _text(left) == _text(right)
             return equal if token[1] == "==" else not equal
         return left
+
+    def sum(self) -> Any:
+        value = self.atom()
+        while self.peek() == ("op", "+"):  # string concatenation (params.base + 'file.h5ad'), or numbers
+            self.take()
+            other = self.atom()
+            value = (
+                value + other
+                if isinstance(value, int | float) and isinstance(other, int | float)
+                else (_text(value) + _text(other))
+            )
+        return value
 
     def atom(self) -> Any:
         kind, text = self.take()
@@ -286,9 +313,13 @@ class Module:
     folder: Path
     process: str
     inputs: list[list[str]]  # names per input channel
-    outputs: list[tuple[str, bool]]  # (path pattern as written, optional)
+    outputs: list[tuple[str, str, bool]]  # (emit, path pattern as written, optional)
+    versions: list[tuple[str, str, str]]  # (emit, tool, eval command) of the `topic: versions` outputs
     script: str
     stub: str
+
+
+_EVAL = re.compile(r"""val\(\s*'([^']*)'\s*\),\s*eval\(\s*("(?:[^"\\]|\\.)*"|'[^']*')\s*\)""")
 
 
 def read_module(folder: Path) -> Module:
@@ -299,14 +330,20 @@ def read_module(folder: Path) -> Module:
         names = re.findall(r"(?:val|path|env)\(\s*([A-Za-z_][A-Za-z0-9_]*)", line)
         if names:
             inputs.append(names)
-    outputs = []
+    outputs, versions = [], []
     for line in _block(text, "output", ("when", "script")).splitlines():
+        emit = re.search(r"emit:\s*([A-Za-z0-9_]+)", line)
+        version = _EVAL.search(line)
+        if version and "topic: versions" in line:
+            versions.append((emit.group(1) if emit else "", version.group(1), evaluate(version.group(2), Obj())))
+            continue
         for pattern in re.findall(r"path\(?\s*(\"[^\"]*\"|'[^']*')", line):
-            outputs.append((pattern, "optional: true" in line or "optional:true" in line))
+            optional = "optional: true" in line or "optional:true" in line
+            outputs.append((emit.group(1) if emit else pattern, pattern, optional))
     script = _block(text, "script", ("stub",))
     stub = _block(text, "stub", ())
     stub = stub[: stub.rstrip().rfind("}")]  # the process's closing brace
-    return Module(folder, process, inputs, outputs, script, stub)
+    return Module(folder, process, inputs, outputs, versions, script, stub)
 
 
 def _split_command(block: str) -> tuple[list[str], str]:
@@ -329,7 +366,7 @@ def read_tests(folder: Path) -> list[TestCase]:
     starts = [m for m in re.finditer(r'^\s*test\("([^"]*)"\)\s*\{', text, re.MULTILINE)]
     for index, match in enumerate(starts):
         body = text[match.end() : starts[index + 1].start() if index + 1 < len(starts) else len(text)]
-        process_block = re.search(r'process\s*\{\s*"""(.*?)"""', body, re.DOTALL).group(1)
+        process_block = re.search(r'(?:process|workflow)\s*\{\s*"""(.*?)"""', body, re.DOTALL).group(1)
         assignments = re.split(r"^\s*input\[(\d+)\]\s*=\s*", process_block, flags=re.MULTILINE)
         values = {int(assignments[i]): assignments[i + 1].strip() for i in range(1, len(assignments), 2)}
         cases.append(TestCase(match.group(1), bool(re.search(r'options\s+"-stub"', body)),
@@ -351,20 +388,32 @@ def ext_args(folder: Path, process: str) -> str:
 class Result:
     command: str
     work: Path
-    outputs: dict[str, list[Path]]
+    outputs: dict[str, list[Path]]  # emit name: the files its path pattern matched
+    versions: dict[str, list[str]]  # emit name: [process, tool, what the eval command printed]
     process: subprocess.CompletedProcess
+
+    def snapshot(self, module: Module) -> list[Any]:
+        """What the tests' ``snapshot(file(process.out.<emit>[0][1]).name, ..., <versions outputs>)`` records."""
+        names = [self.outputs[emit][0].name for emit, _, optional in module.outputs if not optional]
+        return [*names, {emit: [value] for emit, value in sorted(self.versions.items())}]
 
 
 def run_test(
-    module: Module, case: TestCase, work: Path, *, data: dict[str, Path] | None = None, timeout: float = 300
+    module: Module,
+    case: TestCase,
+    work: Path,
+    *,
+    data: dict[str, Path] | None = None,
+    accelerator: int | None = None,
+    timeout: float = 300,
 ) -> Result:
     """Stage the case's inputs in ``work``, render the ``script:`` (or ``stub:``) block, run it, glob the outputs.
 
     Files are staged by their path in ``file("...")`` (``${moduleDir}`` is the module's folder); ``data`` may map a
-    path prefix to another local folder.
+    path prefix to another local folder. ``accelerator`` is ``task.accelerator`` (a GPU request), null by default.
     """
     work.mkdir(parents=True, exist_ok=True)
-    scope = Obj(moduleDir=str(module.folder))
+    scope = Obj(moduleDir=str(module.folder), params=Obj(modules_testdata_base_path=f"{TESTDATA}/"))
     values = [evaluate(source, scope) for source in case.inputs]
     if len(values) != len(module.inputs):
         raise GroovyError(f"{case.name}: {len(values)} inputs for {len(module.inputs)} input channels")
@@ -372,7 +421,7 @@ def run_test(
         task=Obj(
             ext=Obj(args=ext_args(module.folder, module.process), prefix=None, when=None),
             cpus=1,
-            accelerator=None,
+            accelerator=accelerator,
             process=module.process,
         ),
     )
@@ -388,15 +437,19 @@ def run_test(
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
     completed = subprocess.run(["bash", "-euo", "pipefail", ".command.sh"], cwd=work, env=environment,
                                capture_output=True, text=True, timeout=timeout)  # fmt: skip
-    outputs = {}
+    outputs, versions = {}, {}
     if completed.returncode == 0:
-        for pattern, optional in module.outputs:
+        for emit, pattern, optional in module.outputs:
             name = evaluate(pattern, task_scope)
             found = [Path(p) for p in sorted(glob.glob(str(work / name)))]
             if not found and not optional:
                 raise AssertionError(f"{module.process} ({case.name}): no output matches {name!r}")
-            outputs[name] = found
-    return Result(rendered, work, outputs, completed)
+            outputs[emit] = found
+        for emit, tool, command in module.versions:  # Nextflow runs eval outputs in the task's environment
+            printed = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=work, env=environment,
+                                     capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+            versions[emit] = [module.process, tool, printed.stdout.strip()]
+    return Result(rendered, work, outputs, versions, completed)
 
 
 def _stage(value: Any, work: Path, data: dict[str, Path]) -> Any:
@@ -418,3 +471,93 @@ def _stage(value: Any, work: Path, data: dict[str, Path]) -> Any:
     if isinstance(value, dict):
         return Obj({key: _stage(item, work, data) for key, item in value.items()})
     return value
+
+
+def read_snapshots(folder: Path) -> dict[str, Any]:
+    """``tests/main.nf.test.snap``: test name -> the recorded ``content`` (nf-test's snapshot file)."""
+    path = folder / "tests" / "main.nf.test.snap"
+    if not path.exists():
+        return {}
+    return {name: entry["content"] for name, entry in json.loads(path.read_text(encoding="utf-8")).items()}
+
+
+def write_snapshots(folder: Path, contents: dict[str, Any]) -> None:
+    """Write ``tests/main.nf.test.snap`` as nf-test does; an entry whose content is unchanged keeps its timestamp."""
+    path = folder / "tests" / "main.nf.test.snap"
+    old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    snap = {}
+    for name, content in contents.items():
+        kept = old.get(name, {})
+        snap[name] = {
+            "content": content,
+            "meta": {"nf-test": NF_TEST_VERSION, "nextflow": NEXTFLOW_VERSION},
+            "timestamp": kept["timestamp"] if kept.get("content") == content else now,
+        }
+    path.write_text(json.dumps(snap, indent=4) + "\n", encoding="utf-8")
+
+
+def run_embed_scatter(nfcore: Path, meta: str, h5ad: str, shards: int, work: Path) -> tuple[Result, int]:
+    """What the subworkflow h5ad_embed_omnicell does for one file: ``shards`` embed tasks gathered by one merge task.
+
+    ``meta`` and ``h5ad`` are Groovy source (``[ id:'test' ]``, ``file(...)``). Returns the merge task's result and
+    the number of tasks.
+    """
+    embed = read_module(nfcore / "modules" / "omnicell" / "embed")
+    merge = read_module(nfcore / "modules" / "omnicell" / "merge")
+    shard_files = []
+    for index in range(shards):
+        case = TestCase(f"shard {index}", False, [f"[ {meta}, {h5ad}, {index}, {shards} ]", "[]"])
+        result = run_test(embed, case, work / f"embed{index}")
+        if result.process.returncode != 0:
+            raise AssertionError(f"embed shard {index}/{shards}: {result.process.stderr[-2000:]}")
+        shard_files.append(result.outputs["h5ad"][0])
+    files = ", ".join(f'file("{path}")' for path in reversed(shard_files))  # merge restores the order
+    result = run_test(merge, TestCase("gather", False, [f"[ {meta}, [ {files} ] ]"]), work / "merge")
+    return result, shards + 1
+
+
+def subworkflow_inputs(folder: Path) -> list[TestCase]:
+    """The subworkflow's test cases, with ``Channel.of(x)`` read as its one item ``x``."""
+    cases = read_tests(folder)
+    for case in cases:
+        case.inputs = [re.sub(r"^Channel\.of\((.*)\)$", r"\1", source, flags=re.DOTALL) for source in case.inputs]
+    return cases
+
+
+def update_snapshots(nfcore: Path, work: Path) -> None:
+    """Run every module and subworkflow test case and rewrite the snapshot files from the results."""
+    for main in sorted((nfcore / "modules").glob("*/*/main.nf")):
+        module = read_module(main.parent)
+        contents = {}
+        for case in read_tests(main.parent):
+            result = run_test(module, case, work / main.parent.name / re.sub(r"\W+", "_", case.name))
+            if result.process.returncode != 0:
+                raise AssertionError(f"{module.process} ({case.name}): {result.process.stderr[-2000:]}")
+            contents[case.name] = result.snapshot(module)
+        write_snapshots(main.parent, contents)
+    folder = nfcore / "subworkflows" / "h5ad_embed_omnicell"
+    contents = {}
+    for case in subworkflow_inputs(folder):
+        item, _, shards = case.inputs
+        meta, h5ad = _split_pair(item)
+        result, tasks = run_embed_scatter(nfcore, meta, h5ad, int(shards), work / "subworkflow")
+        contents[case.name] = [[[evaluate(meta, Obj()), result.outputs["h5ad"][0].name]], tasks]
+    write_snapshots(folder, contents)
+
+
+def _split_pair(source: str) -> tuple[str, str]:
+    """``[ a, b ]`` (Groovy source) as the sources of ``a`` and ``b``, split at the top-level comma."""
+    body, depth = source.strip()[1:-1], 0
+    for position, char in enumerate(body):
+        depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            return body[:position].strip(), body[position + 1 :].strip()
+    raise GroovyError(f"not a pair: {source!r}")
+
+
+if __name__ == "__main__":  # PYTHONPATH=src python tests/_nfcore_module.py: rewrite the snapshot files
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        update_snapshots(Path(__file__).resolve().parents[1] / "wrappers" / "nf-core", Path(scratch))
