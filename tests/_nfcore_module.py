@@ -39,7 +39,8 @@ _TOKEN = re.compile(
 )
 
 
-#: ``params.modules_testdata_base_path`` of the tests (wrappers/nf-core/tests/config/nf-test.config's default).
+#: ``params.modules_testdata_base_path``: the local copy of the data wrappers/nf-core/tests/config/nf-test.config
+#: reads (its default is the same folder as published).
 TESTDATA = Path(__file__).resolve().parents[1] / "wrappers" / "galaxy" / "test-data"
 
 

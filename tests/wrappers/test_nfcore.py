@@ -184,7 +184,9 @@ def test_renderer_reads_the_groovy_the_modules_use():
                    shard_index=1, h5ad=nf.StagedFile("s1.h5mu"), params=nf.Obj(base="/data/"))  # fmt: skip
     assert nf.evaluate("task.ext.args ?: ''", scope) == ""
     assert nf.evaluate("task.accelerator ? 'auto' : 'cpu'", scope) == "cpu"
-    assert nf.evaluate("shard_count == 1 ? '' : \"--shard ${shard_index}/${shard_count}\"", scope) == "--shard 1/3"
+    shard = "(shard_count ?: 1) == 1 ? '' : \"--shard ${shard_index}/${shard_count}\""
+    assert nf.evaluate(shard, scope) == "--shard 1/3"
+    assert nf.evaluate(shard, nf.Obj(scope, shard_count=nf.Files())) == ""  # [] (none): the whole file
     assert nf.evaluate("h5ad.extension", scope) == "h5mu"
     assert nf.evaluate("file(params.base + 'x.h5ad')", scope) == nf.StagedFile("/data/x.h5ad")
     assert nf.evaluate("1 + 2", scope) == 3

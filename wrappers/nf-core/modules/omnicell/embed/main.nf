@@ -25,11 +25,11 @@ process OMNICELL_EMBED {
 
     script:
     def args = task.ext.args ?: ''
-    prefix = task.ext.prefix ?: (shard_count == 1 ? "${meta.id}" : "${meta.id}.shard${shard_index}of${shard_count}")
+    prefix = task.ext.prefix ?: ((shard_count ?: 1) == 1 ? "${meta.id}" : "${meta.id}.shard${shard_index}of${shard_count}")
     suffix = h5ad.extension
     def model_arg = model ? "--model ${model}" : ''
-    // shard_count 1: the whole file; N > 1: only the shard_index-th (from 0) of N contiguous shares of the cells
-    def shard_arg = shard_count == 1 ? '' : "--shard ${shard_index}/${shard_count}"
+    // shard_count 1 (or none): the whole file; N > 1: the shard_index-th (from 0) of N contiguous shares of the cells
+    def shard_arg = (shard_count ?: 1) == 1 ? '' : "--shard ${shard_index}/${shard_count}"
     def device = task.accelerator ? 'auto' : 'cpu'
     if ("${h5ad}" == "${prefix}.${suffix}") error "Input and output names are the same, set prefix in module configuration to disambiguate!"
     """
@@ -46,7 +46,7 @@ process OMNICELL_EMBED {
     """
 
     stub:
-    prefix = task.ext.prefix ?: (shard_count == 1 ? "${meta.id}" : "${meta.id}.shard${shard_index}of${shard_count}")
+    prefix = task.ext.prefix ?: ((shard_count ?: 1) == 1 ? "${meta.id}" : "${meta.id}.shard${shard_index}of${shard_count}")
     suffix = h5ad.extension
     """
     touch ${prefix}.${suffix}
