@@ -33,6 +33,7 @@ process OMNICELL_EMBED {
     def device = task.accelerator ? 'auto' : 'cpu'
     if ("${h5ad}" == "${prefix}.${suffix}") error "Input and output names are the same, set prefix in module configuration to disambiguate!"
     """
+    # matplotlib and numba write caches: in the task folder, writable whatever user the container runs as
     export MPLCONFIGDIR=./tmp/mpl NUMBA_CACHE_DIR=./tmp/numba
 
     omnicell embed \\

@@ -31,6 +31,7 @@ process OMNICELL_FINETUNE {
     def device = task.accelerator ? 'auto' : 'cpu'
     if ("${model}" == "${prefix}") error "The base model's folder and the output have the same name, set prefix in module configuration to disambiguate!"
     """
+    # matplotlib and numba write caches: in the task folder, writable whatever user the container runs as
     export MPLCONFIGDIR=./tmp/mpl NUMBA_CACHE_DIR=./tmp/numba
 
     omnicell fine-tune \\

@@ -23,6 +23,7 @@ process OMNICELL_GENEMODULES {
     suffix = h5ad.extension
     if ("${h5ad}" == "${prefix}.${suffix}") error "Input and output names are the same, set prefix in module configuration to disambiguate!"
     """
+    # matplotlib and numba write caches: in the task folder, writable whatever user the container runs as
     export MPLCONFIGDIR=./tmp/mpl NUMBA_CACHE_DIR=./tmp/numba
 
     omnicell gene-modules \\

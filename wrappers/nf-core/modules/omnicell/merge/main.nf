@@ -21,6 +21,7 @@ process OMNICELL_MERGE {
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"
     """
+    # matplotlib and numba write caches: in the task folder, writable whatever user the container runs as
     export MPLCONFIGDIR=./tmp/mpl NUMBA_CACHE_DIR=./tmp/numba
 
     omnicell merge \\
