@@ -8,17 +8,13 @@ The test values come from the module's own ``tests/main.nf.test`` (``input[i] = 
 ``? :``, ``==``/``!=``, ``+``, parentheses, list and map literals and ``file(...)``; anything else is an error, so a
 module that outgrows this renderer fails loudly rather than being rendered wrongly.
 
-The ``eval(...)`` outputs of the ``versions`` topic are run after the command, as Nextflow runs them. The tests'
-snapshots (``tests/main.nf.test.snap``, nf-test's format) record output names and versions only, so a run here
-gives the same content as nf-test's: ``python tests/_nfcore_module.py`` rewrites them from such runs (nf-test
-``--update-snapshot`` would write the same content), and tests/wrappers/test_nfcore.py checks them.
+The ``eval(...)`` outputs of the ``versions`` topic are run after the command, as Nextflow runs them; the tests'
+snapshots are read, written and checked with tests/_nfcore_snapshot.py.
 """
 
 from __future__ import annotations
 
-import datetime
 import glob
-import json
 import os
 import re
 import subprocess
@@ -42,10 +38,6 @@ _TOKEN = re.compile(
 #: ``params.modules_testdata_base_path``: the local copy of the data wrappers/nf-core/tests/config/nf-test.config
 #: reads (its default is the same folder as published).
 TESTDATA = Path(__file__).resolve().parents[1] / "wrappers" / "galaxy" / "test-data"
-
-
-#: What the snapshot files record as the versions that wrote them (nf-test's format).
-NF_TEST_VERSION, NEXTFLOW_VERSION = "0.9.2", "25.04.0"
 
 
 class GroovyError(ValueError):
@@ -472,93 +464,3 @@ def _stage(value: Any, work: Path, data: dict[str, Path]) -> Any:
     if isinstance(value, dict):
         return Obj({key: _stage(item, work, data) for key, item in value.items()})
     return value
-
-
-def read_snapshots(folder: Path) -> dict[str, Any]:
-    """``tests/main.nf.test.snap``: test name -> the recorded ``content`` (nf-test's snapshot file)."""
-    path = folder / "tests" / "main.nf.test.snap"
-    if not path.exists():
-        return {}
-    return {name: entry["content"] for name, entry in json.loads(path.read_text(encoding="utf-8")).items()}
-
-
-def write_snapshots(folder: Path, contents: dict[str, Any]) -> None:
-    """Write ``tests/main.nf.test.snap`` as nf-test does; an entry whose content is unchanged keeps its timestamp."""
-    path = folder / "tests" / "main.nf.test.snap"
-    old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
-    snap = {}
-    for name, content in contents.items():
-        kept = old.get(name, {})
-        snap[name] = {
-            "content": content,
-            "meta": {"nf-test": NF_TEST_VERSION, "nextflow": NEXTFLOW_VERSION},
-            "timestamp": kept["timestamp"] if kept.get("content") == content else now,
-        }
-    path.write_text(json.dumps(snap, indent=4) + "\n", encoding="utf-8")
-
-
-def run_embed_scatter(nfcore: Path, meta: str, h5ad: str, shards: int, work: Path) -> tuple[Result, int]:
-    """What the subworkflow h5ad_embed_omnicell does for one file: ``shards`` embed tasks gathered by one merge task.
-
-    ``meta`` and ``h5ad`` are Groovy source (``[ id:'test' ]``, ``file(...)``). Returns the merge task's result and
-    the number of tasks.
-    """
-    embed = read_module(nfcore / "modules" / "omnicell" / "embed")
-    merge = read_module(nfcore / "modules" / "omnicell" / "merge")
-    shard_files = []
-    for index in range(shards):
-        case = TestCase(f"shard {index}", False, [f"[ {meta}, {h5ad}, {index}, {shards} ]", "[]"])
-        result = run_test(embed, case, work / f"embed{index}")
-        if result.process.returncode != 0:
-            raise AssertionError(f"embed shard {index}/{shards}: {result.process.stderr[-2000:]}")
-        shard_files.append(result.outputs["h5ad"][0])
-    files = ", ".join(f'file("{path}")' for path in reversed(shard_files))  # merge restores the order
-    result = run_test(merge, TestCase("gather", False, [f"[ {meta}, [ {files} ] ]"]), work / "merge")
-    return result, shards + 1
-
-
-def subworkflow_inputs(folder: Path) -> list[TestCase]:
-    """The subworkflow's test cases, with ``Channel.of(x)`` read as its one item ``x``."""
-    cases = read_tests(folder)
-    for case in cases:
-        case.inputs = [re.sub(r"^Channel\.of\((.*)\)$", r"\1", source, flags=re.DOTALL) for source in case.inputs]
-    return cases
-
-
-def update_snapshots(nfcore: Path, work: Path) -> None:
-    """Run every module and subworkflow test case and rewrite the snapshot files from the results."""
-    for main in sorted((nfcore / "modules").glob("*/*/main.nf")):
-        module = read_module(main.parent)
-        contents = {}
-        for case in read_tests(main.parent):
-            result = run_test(module, case, work / main.parent.name / re.sub(r"\W+", "_", case.name))
-            if result.process.returncode != 0:
-                raise AssertionError(f"{module.process} ({case.name}): {result.process.stderr[-2000:]}")
-            contents[case.name] = result.snapshot(module)
-        write_snapshots(main.parent, contents)
-    folder = nfcore / "subworkflows" / "h5ad_embed_omnicell"
-    contents = {}
-    for case in subworkflow_inputs(folder):
-        item, _, shards = case.inputs
-        meta, h5ad = _split_pair(item)
-        result, tasks = run_embed_scatter(nfcore, meta, h5ad, int(shards), work / "subworkflow")
-        contents[case.name] = [[[evaluate(meta, Obj()), result.outputs["h5ad"][0].name]], tasks]
-    write_snapshots(folder, contents)
-
-
-def _split_pair(source: str) -> tuple[str, str]:
-    """``[ a, b ]`` (Groovy source) as the sources of ``a`` and ``b``, split at the top-level comma."""
-    body, depth = source.strip()[1:-1], 0
-    for position, char in enumerate(body):
-        depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            return body[:position].strip(), body[position + 1 :].strip()
-    raise GroovyError(f"not a pair: {source!r}")
-
-
-if __name__ == "__main__":  # PYTHONPATH=src python tests/_nfcore_module.py: rewrite the snapshot files
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as scratch:
-        update_snapshots(Path(__file__).resolve().parents[1] / "wrappers" / "nf-core", Path(scratch))

@@ -24,6 +24,7 @@ import omnicell
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the test extra")
 
 import _nfcore_module as nf  # noqa: E402  (tests/ is on the path: pyproject's pythonpath)
+import _nfcore_snapshot as snap  # noqa: E402
 
 NFCORE = Path(__file__).resolve().parents[2] / "wrappers" / "nf-core"
 MODULES = sorted(path.parent for path in (NFCORE / "modules").glob("*/*/main.nf"))
@@ -149,7 +150,7 @@ def test_subworkflow_follows_nfcore_layout(subworkflow):
 def _cases():
     for module in MODULES:
         parsed = nf.read_module(module)
-        snapshots = nf.read_snapshots(module)
+        snapshots = snap.read_snapshots(module)
         for case in nf.read_tests(module):
             yield pytest.param(parsed, case, snapshots.get(case.name), id=f"{module.name}-{case.name}")
 
@@ -165,7 +166,7 @@ def test_module_test_runs_against_the_cli(module, case, snapshot, tmp_path):
     for name, files in result.outputs.items():
         for file in files:
             assert case.stub or file.is_dir() or file.stat().st_size > 0, f"{name} is empty"
-    # the snapshot nf-test compares with: output names and versions (`python tests/_nfcore_module.py` rewrites it)
+    # the snapshot nf-test compares with: output names and versions (`python tests/_nfcore_snapshot.py` rewrites it)
     assert snapshot == result.snapshot(module)
 
 
@@ -200,12 +201,12 @@ def test_embed_scatter_subworkflow_chain(tmp_path):
     import anndata as ad
 
     (subworkflow,) = SUBWORKFLOWS
-    snapshots = nf.read_snapshots(subworkflow)
-    (case,) = nf.subworkflow_inputs(subworkflow)
+    snapshots = snap.read_snapshots(subworkflow)
+    (case,) = snap.subworkflow_inputs(subworkflow)
     item, _, shards = case.inputs
-    meta, h5ad = nf._split_pair(item)
+    meta, h5ad = snap.split_pair(item)
     assert int(shards) > 1
-    result, tasks = nf.run_embed_scatter(NFCORE, meta, h5ad, int(shards), tmp_path)
+    result, tasks = snap.run_embed_scatter(NFCORE, meta, h5ad, int(shards), tmp_path)
     assert result.process.returncode == 0, result.process.stderr[-2000:]
     (merged_path,) = result.outputs["h5ad"]
     assert snapshots[case.name] == [[[{"id": "test"}, merged_path.name]], tasks]
