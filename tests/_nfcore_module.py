@@ -5,8 +5,11 @@ the command (``def args = task.ext.args ?: ''``, ternaries, ``if (...) error "..
 ``${...}`` interpolation and ``\\$`` escapes (indentation stripped, as Nextflow does) and the ``output:`` paths.
 The test values come from the module's own ``tests/main.nf.test`` (``input[i] = ...``) and ``tests/nextflow.config``
 (``ext.args``). Only the Groovy the modules use is understood: strings and GStrings, dotted names, ``?:``,
-``? :``, ``==``/``!=``, parentheses, list and map literals and ``file(...)``; anything else is an error, so a
+``? :``, ``==``/``!=``, ``+``, parentheses, list and map literals and ``file(...)``; anything else is an error, so a
 module that outgrows this renderer fails loudly rather than being rendered wrongly.
+
+The ``eval(...)`` outputs of the ``versions`` topic are run after the command, as Nextflow runs them; the tests'
+snapshots are read, written and checked with tests/_nfcore_snapshot.py.
 """
 
 from __future__ import annotations
@@ -26,10 +29,15 @@ _TOKEN = re.compile(
       (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
     | (?P<number>\d+(?:\.\d+)?)
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
-    | (?P<op>\?:|==|!=|[?:()\[\],])
+    | (?P<op>\?:|==|!=|[?:()\[\],+])
     )""",
     re.VERBOSE,
 )
+
+
+#: ``params.modules_testdata_base_path``: the local copy of the data wrappers/nf-core/tests/config/nf-test.config
+#: reads (its default is the same folder as published).
+TESTDATA = Path(__file__).resolve().parents[1] / "wrappers" / "galaxy" / "test-data"
 
 
 class GroovyError(ValueError):
@@ -139,14 +147,26 @@ class _Parser:
         return value
 
     def comparison(self) -> Any:
-        left = self.atom()
+        left = self.sum()
         token = self.peek()
         if token in (("op", "=="), ("op", "!=")):
             self.take()
-            right = self.atom()
+            right = self.sum()
             equal = _text(left) == _text(right)
             return equal if token[1] == "==" else not equal
         return left
+
+    def sum(self) -> Any:
+        value = self.atom()
+        while self.peek() == ("op", "+"):  # string concatenation (params.base + 'file.h5ad'), or numbers
+            self.take()
+            other = self.atom()
+            value = (
+                value + other
+                if isinstance(value, int | float) and isinstance(other, int | float)
+                else (_text(value) + _text(other))
+            )
+        return value
 
     def atom(self) -> Any:
         kind, text = self.take()
@@ -286,9 +306,13 @@ class Module:
     folder: Path
     process: str
     inputs: list[list[str]]  # names per input channel
-    outputs: list[tuple[str, bool]]  # (path pattern as written, optional)
+    outputs: list[tuple[str, str, bool]]  # (emit, path pattern as written, optional)
+    versions: list[tuple[str, str, str]]  # (emit, tool, eval command) of the `topic: versions` outputs
     script: str
     stub: str
+
+
+_EVAL = re.compile(r"""val\(\s*'([^']*)'\s*\),\s*eval\(\s*("(?:[^"\\]|\\.)*"|'[^']*')\s*\)""")
 
 
 def read_module(folder: Path) -> Module:
@@ -299,14 +323,20 @@ def read_module(folder: Path) -> Module:
         names = re.findall(r"(?:val|path|env)\(\s*([A-Za-z_][A-Za-z0-9_]*)", line)
         if names:
             inputs.append(names)
-    outputs = []
+    outputs, versions = [], []
     for line in _block(text, "output", ("when", "script")).splitlines():
+        emit = re.search(r"emit:\s*([A-Za-z0-9_]+)", line)
+        version = _EVAL.search(line)
+        if version and "topic: versions" in line:
+            versions.append((emit.group(1) if emit else "", version.group(1), evaluate(version.group(2), Obj())))
+            continue
         for pattern in re.findall(r"path\(?\s*(\"[^\"]*\"|'[^']*')", line):
-            outputs.append((pattern, "optional: true" in line or "optional:true" in line))
+            optional = "optional: true" in line or "optional:true" in line
+            outputs.append((emit.group(1) if emit else pattern, pattern, optional))
     script = _block(text, "script", ("stub",))
     stub = _block(text, "stub", ())
     stub = stub[: stub.rstrip().rfind("}")]  # the process's closing brace
-    return Module(folder, process, inputs, outputs, script, stub)
+    return Module(folder, process, inputs, outputs, versions, script, stub)
 
 
 def _split_command(block: str) -> tuple[list[str], str]:
@@ -329,7 +359,7 @@ def read_tests(folder: Path) -> list[TestCase]:
     starts = [m for m in re.finditer(r'^\s*test\("([^"]*)"\)\s*\{', text, re.MULTILINE)]
     for index, match in enumerate(starts):
         body = text[match.end() : starts[index + 1].start() if index + 1 < len(starts) else len(text)]
-        process_block = re.search(r'process\s*\{\s*"""(.*?)"""', body, re.DOTALL).group(1)
+        process_block = re.search(r'(?:process|workflow)\s*\{\s*"""(.*?)"""', body, re.DOTALL).group(1)
         assignments = re.split(r"^\s*input\[(\d+)\]\s*=\s*", process_block, flags=re.MULTILINE)
         values = {int(assignments[i]): assignments[i + 1].strip() for i in range(1, len(assignments), 2)}
         cases.append(TestCase(match.group(1), bool(re.search(r'options\s+"-stub"', body)),
@@ -351,20 +381,32 @@ def ext_args(folder: Path, process: str) -> str:
 class Result:
     command: str
     work: Path
-    outputs: dict[str, list[Path]]
+    outputs: dict[str, list[Path]]  # emit name: the files its path pattern matched
+    versions: dict[str, list[str]]  # emit name: [process, tool, what the eval command printed]
     process: subprocess.CompletedProcess
+
+    def snapshot(self, module: Module) -> list[Any]:
+        """What the tests' ``snapshot(file(process.out.<emit>[0][1]).name, ..., <versions outputs>)`` records."""
+        names = [self.outputs[emit][0].name for emit, _, optional in module.outputs if not optional]
+        return [*names, {emit: [value] for emit, value in sorted(self.versions.items())}]
 
 
 def run_test(
-    module: Module, case: TestCase, work: Path, *, data: dict[str, Path] | None = None, timeout: float = 300
+    module: Module,
+    case: TestCase,
+    work: Path,
+    *,
+    data: dict[str, Path] | None = None,
+    accelerator: int | None = None,
+    timeout: float = 300,
 ) -> Result:
     """Stage the case's inputs in ``work``, render the ``script:`` (or ``stub:``) block, run it, glob the outputs.
 
     Files are staged by their path in ``file("...")`` (``${moduleDir}`` is the module's folder); ``data`` may map a
-    path prefix to another local folder.
+    path prefix to another local folder. ``accelerator`` is ``task.accelerator`` (a GPU request), null by default.
     """
     work.mkdir(parents=True, exist_ok=True)
-    scope = Obj(moduleDir=str(module.folder))
+    scope = Obj(moduleDir=str(module.folder), params=Obj(modules_testdata_base_path=f"{TESTDATA}/"))
     values = [evaluate(source, scope) for source in case.inputs]
     if len(values) != len(module.inputs):
         raise GroovyError(f"{case.name}: {len(values)} inputs for {len(module.inputs)} input channels")
@@ -372,7 +414,7 @@ def run_test(
         task=Obj(
             ext=Obj(args=ext_args(module.folder, module.process), prefix=None, when=None),
             cpus=1,
-            accelerator=None,
+            accelerator=accelerator,
             process=module.process,
         ),
     )
@@ -388,15 +430,19 @@ def run_test(
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
     completed = subprocess.run(["bash", "-euo", "pipefail", ".command.sh"], cwd=work, env=environment,
                                capture_output=True, text=True, timeout=timeout)  # fmt: skip
-    outputs = {}
+    outputs, versions = {}, {}
     if completed.returncode == 0:
-        for pattern, optional in module.outputs:
+        for emit, pattern, optional in module.outputs:
             name = evaluate(pattern, task_scope)
             found = [Path(p) for p in sorted(glob.glob(str(work / name)))]
             if not found and not optional:
                 raise AssertionError(f"{module.process} ({case.name}): no output matches {name!r}")
-            outputs[name] = found
-    return Result(rendered, work, outputs, completed)
+            outputs[emit] = found
+        for emit, tool, command in module.versions:  # Nextflow runs eval outputs in the task's environment
+            printed = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=work, env=environment,
+                                     capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+            versions[emit] = [module.process, tool, printed.stdout.strip()]
+    return Result(rendered, work, outputs, versions, completed)
 
 
 def _stage(value: Any, work: Path, data: dict[str, Path]) -> Any:

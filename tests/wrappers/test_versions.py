@@ -32,7 +32,8 @@ def test_nfcore_files_pin_the_package_version():
     found = 0
     for environment in (WRAPPERS / "nf-core" / "modules").glob("*/*/environment.yml"):
         assert yaml.safe_load(environment.read_text())["dependencies"] == [f"bioconda::omnicell={omnicell.__version__}"]
-        containers = re.findall(r"ghcr\.io/omnicell/omnicell:([^'\"]+)", (environment.parent / "main.nf").read_text())
+        # biocontainers' <version>--<build> and the project's CUDA image <version>-cuda
+        containers = re.findall(r"/omnicell:([^-'\"]+)-", (environment.parent / "main.nf").read_text())
         assert containers and set(containers) == {omnicell.__version__}
         found += 1
     assert found >= 7

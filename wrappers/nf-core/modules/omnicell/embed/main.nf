@@ -1,32 +1,41 @@
 process OMNICELL_EMBED {
     tag "$meta.id"
+    label 'process_medium'
     label 'process_gpu'
 
     conda "${moduleDir}/environment.yml"
-    container "${ workflow.containerEngine == 'singularity' && !task.ext.singularity_pull_docker_container ?
-        'docker://ghcr.io/omnicell/omnicell:0.1.0' :
-        'ghcr.io/omnicell/omnicell:0.1.0' }"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
+        (task.accelerator ?
+            'docker://quay.io/omnicell/omnicell:0.1.0-cuda' :
+            'https://depot.galaxyproject.org/singularity/omnicell:0.1.0--pyhdfd78af_0') :
+        (task.accelerator ?
+            'quay.io/omnicell/omnicell:0.1.0-cuda' :
+            'quay.io/biocontainers/omnicell:0.1.0--pyhdfd78af_0') }"
 
     input:
-    tuple val(meta), path(h5ad)
+    tuple val(meta), path(h5ad), val(shard_index), val(shard_count)
     path(model)
 
     output:
     tuple val(meta), path("${prefix}.${suffix}"), emit: h5ad
-    path "versions.yml"                        , emit: versions
+    tuple val("${task.process}"), val('omnicell'), eval("omnicell --version | sed 's/^omnicell //'"), emit: versions_omnicell, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
 
     script:
     def args = task.ext.args ?: ''
-    prefix = task.ext.prefix ?: (meta.shard ? "${meta.id}.shard${meta.shard_index}of${meta.shard_count}" : "${meta.id}")
+    prefix = task.ext.prefix ?: ((shard_count ?: 1) == 1 ? "${meta.id}" : "${meta.id}.shard${shard_index}of${shard_count}")
     suffix = h5ad.extension
     def model_arg = model ? "--model ${model}" : ''
-    def shard_arg = meta.shard ? "--shard ${meta.shard}" : ''
-    def device = task.accelerator ? 'cuda' : 'cpu'
+    // shard_count 1 (or none): the whole file; N > 1: the shard_index-th (from 0) of N contiguous shares of the cells
+    def shard_arg = (shard_count ?: 1) == 1 ? '' : "--shard ${shard_index}/${shard_count}"
+    def device = task.accelerator ? 'auto' : 'cpu'
     if ("${h5ad}" == "${prefix}.${suffix}") error "Input and output names are the same, set prefix in module configuration to disambiguate!"
     """
+    # matplotlib and numba write caches: in the task folder, writable whatever user the container runs as
+    export MPLCONFIGDIR=./tmp/mpl NUMBA_CACHE_DIR=./tmp/numba
+
     omnicell embed \\
         ${h5ad} \\
         -o ${prefix}.${suffix} \\
@@ -35,22 +44,12 @@ process OMNICELL_EMBED {
         --device ${device} \\
         --threads ${task.cpus} \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        omnicell: \$(omnicell --version | sed 's/^omnicell //')
-    END_VERSIONS
     """
 
     stub:
-    prefix = task.ext.prefix ?: (meta.shard ? "${meta.id}.shard${meta.shard_index}of${meta.shard_count}" : "${meta.id}")
+    prefix = task.ext.prefix ?: ((shard_count ?: 1) == 1 ? "${meta.id}" : "${meta.id}.shard${shard_index}of${shard_count}")
     suffix = h5ad.extension
     """
     touch ${prefix}.${suffix}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        omnicell: \$(omnicell --version | sed 's/^omnicell //')
-    END_VERSIONS
     """
 }

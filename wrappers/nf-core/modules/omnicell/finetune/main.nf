@@ -1,11 +1,16 @@
 process OMNICELL_FINETUNE {
     tag "$meta.id"
+    label 'process_medium'
     label 'process_gpu'
 
     conda "${moduleDir}/environment.yml"
-    container "${ workflow.containerEngine == 'singularity' && !task.ext.singularity_pull_docker_container ?
-        'docker://ghcr.io/omnicell/omnicell:0.1.0' :
-        'ghcr.io/omnicell/omnicell:0.1.0' }"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
+        (task.accelerator ?
+            'docker://quay.io/omnicell/omnicell:0.1.0-cuda' :
+            'https://depot.galaxyproject.org/singularity/omnicell:0.1.0--pyhdfd78af_0') :
+        (task.accelerator ?
+            'quay.io/omnicell/omnicell:0.1.0-cuda' :
+            'quay.io/biocontainers/omnicell:0.1.0--pyhdfd78af_0') }"
 
     input:
     tuple val(meta), path(h5ad)
@@ -14,7 +19,7 @@ process OMNICELL_FINETUNE {
     output:
     tuple val(meta), path("${prefix}")             , emit: model
     tuple val(meta), path("${prefix}.loss_log.csv"), emit: log
-    path "versions.yml"                            , emit: versions
+    tuple val("${task.process}"), val('omnicell'), eval("omnicell --version | sed 's/^omnicell //'"), emit: versions_omnicell, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -23,9 +28,12 @@ process OMNICELL_FINETUNE {
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"
     def model_arg = model ? "--model ${model}" : ''
-    def device = task.accelerator ? 'cuda' : 'cpu'
+    def device = task.accelerator ? 'auto' : 'cpu'
     if ("${model}" == "${prefix}") error "The base model's folder and the output have the same name, set prefix in module configuration to disambiguate!"
     """
+    # matplotlib and numba write caches: in the task folder, writable whatever user the container runs as
+    export MPLCONFIGDIR=./tmp/mpl NUMBA_CACHE_DIR=./tmp/numba
+
     omnicell fine-tune \\
         ${h5ad} \\
         -o ${prefix} \\
@@ -34,11 +42,6 @@ process OMNICELL_FINETUNE {
         --log ${prefix}.loss_log.csv \\
         --threads ${task.cpus} \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        omnicell: \$(omnicell --version | sed 's/^omnicell //')
-    END_VERSIONS
     """
 
     stub:
@@ -47,10 +50,5 @@ process OMNICELL_FINETUNE {
     mkdir ${prefix}
     touch ${prefix}/config.json ${prefix}/model.safetensors ${prefix}/vocab.json ${prefix}/MODEL_CARD.md
     touch ${prefix}.loss_log.csv
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        omnicell: \$(omnicell --version | sed 's/^omnicell //')
-    END_VERSIONS
     """
 }

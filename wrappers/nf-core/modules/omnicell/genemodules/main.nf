@@ -3,16 +3,16 @@ process OMNICELL_GENEMODULES {
     label 'process_medium'
 
     conda "${moduleDir}/environment.yml"
-    container "${ workflow.containerEngine == 'singularity' && !task.ext.singularity_pull_docker_container ?
-        'docker://ghcr.io/omnicell/omnicell:0.1.0' :
-        'ghcr.io/omnicell/omnicell:0.1.0' }"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
+        'https://depot.galaxyproject.org/singularity/omnicell:0.1.0--pyhdfd78af_0' :
+        'quay.io/biocontainers/omnicell:0.1.0--pyhdfd78af_0' }"
 
     input:
     tuple val(meta), path(h5ad)
 
     output:
     tuple val(meta), path("${prefix}.${suffix}"), emit: h5ad
-    path "versions.yml"                        , emit: versions
+    tuple val("${task.process}"), val('omnicell'), eval("omnicell --version | sed 's/^omnicell //'"), emit: versions_omnicell, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -23,16 +23,14 @@ process OMNICELL_GENEMODULES {
     suffix = h5ad.extension
     if ("${h5ad}" == "${prefix}.${suffix}") error "Input and output names are the same, set prefix in module configuration to disambiguate!"
     """
+    # matplotlib and numba write caches: in the task folder, writable whatever user the container runs as
+    export MPLCONFIGDIR=./tmp/mpl NUMBA_CACHE_DIR=./tmp/numba
+
     omnicell gene-modules \\
         ${h5ad} \\
         -o ${prefix}.${suffix} \\
         --threads ${task.cpus} \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        omnicell: \$(omnicell --version | sed 's/^omnicell //')
-    END_VERSIONS
     """
 
     stub:
@@ -40,10 +38,5 @@ process OMNICELL_GENEMODULES {
     suffix = h5ad.extension
     """
     touch ${prefix}.${suffix}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        omnicell: \$(omnicell --version | sed 's/^omnicell //')
-    END_VERSIONS
     """
 }

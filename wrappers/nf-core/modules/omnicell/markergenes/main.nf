@@ -1,11 +1,16 @@
 process OMNICELL_MARKERGENES {
     tag "$meta.id"
+    label 'process_medium'
     label 'process_gpu'
 
     conda "${moduleDir}/environment.yml"
-    container "${ workflow.containerEngine == 'singularity' && !task.ext.singularity_pull_docker_container ?
-        'docker://ghcr.io/omnicell/omnicell:0.1.0' :
-        'ghcr.io/omnicell/omnicell:0.1.0' }"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
+        (task.accelerator ?
+            'docker://quay.io/omnicell/omnicell:0.1.0-cuda' :
+            'https://depot.galaxyproject.org/singularity/omnicell:0.1.0--pyhdfd78af_0') :
+        (task.accelerator ?
+            'quay.io/omnicell/omnicell:0.1.0-cuda' :
+            'quay.io/biocontainers/omnicell:0.1.0--pyhdfd78af_0') }"
 
     input:
     tuple val(meta), path(h5ad)
@@ -15,7 +20,7 @@ process OMNICELL_MARKERGENES {
     output:
     tuple val(meta), path("${prefix}.${suffix}"), emit: h5ad
     tuple val(meta), path("${prefix}.tsv")        , emit: tsv
-    path "versions.yml"                        , emit: versions
+    tuple val("${task.process}"), val('omnicell'), eval("omnicell --version | sed 's/^omnicell //'"), emit: versions_omnicell, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -25,9 +30,12 @@ process OMNICELL_MARKERGENES {
     prefix = task.ext.prefix ?: "${meta.id}"
     suffix = h5ad.extension
     def model_arg = model ? "--model ${model}" : ''
-    def device = task.accelerator ? 'cuda' : 'cpu'
+    def device = task.accelerator ? 'auto' : 'cpu'
     if ("${h5ad}" == "${prefix}.${suffix}") error "Input and output names are the same, set prefix in module configuration to disambiguate!"
     """
+    # matplotlib and numba write caches: in the task folder, writable whatever user the container runs as
+    export MPLCONFIGDIR=./tmp/mpl NUMBA_CACHE_DIR=./tmp/numba
+
     omnicell marker-genes \\
         ${h5ad} \\
         -o ${prefix}.${suffix} \\
@@ -37,11 +45,6 @@ process OMNICELL_MARKERGENES {
         --table ${prefix}.tsv \\
         --threads ${task.cpus} \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        omnicell: \$(omnicell --version | sed 's/^omnicell //')
-    END_VERSIONS
     """
 
     stub:
@@ -50,10 +53,5 @@ process OMNICELL_MARKERGENES {
     """
     touch ${prefix}.${suffix}
     touch ${prefix}.tsv
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        omnicell: \$(omnicell --version | sed 's/^omnicell //')
-    END_VERSIONS
     """
 }

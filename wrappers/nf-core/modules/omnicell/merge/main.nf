@@ -3,16 +3,16 @@ process OMNICELL_MERGE {
     label 'process_medium'
 
     conda "${moduleDir}/environment.yml"
-    container "${ workflow.containerEngine == 'singularity' && !task.ext.singularity_pull_docker_container ?
-        'docker://ghcr.io/omnicell/omnicell:0.1.0' :
-        'ghcr.io/omnicell/omnicell:0.1.0' }"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
+        'https://depot.galaxyproject.org/singularity/omnicell:0.1.0--pyhdfd78af_0' :
+        'quay.io/biocontainers/omnicell:0.1.0--pyhdfd78af_0' }"
 
     input:
     tuple val(meta), path(shards, stageAs: 'shards/*')
 
     output:
     tuple val(meta), path("${prefix}.h5ad"), emit: h5ad
-    path "versions.yml"                   , emit: versions
+    tuple val("${task.process}"), val('omnicell'), eval("omnicell --version | sed 's/^omnicell //'"), emit: versions_omnicell, topic: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -21,26 +21,19 @@ process OMNICELL_MERGE {
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"
     """
+    # matplotlib and numba write caches: in the task folder, writable whatever user the container runs as
+    export MPLCONFIGDIR=./tmp/mpl NUMBA_CACHE_DIR=./tmp/numba
+
     omnicell merge \\
         ${shards} \\
         -o ${prefix}.h5ad \\
         --threads ${task.cpus} \\
         ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        omnicell: \$(omnicell --version | sed 's/^omnicell //')
-    END_VERSIONS
     """
 
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
     touch ${prefix}.h5ad
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        omnicell: \$(omnicell --version | sed 's/^omnicell //')
-    END_VERSIONS
     """
 }
