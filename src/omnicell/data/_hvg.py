@@ -100,10 +100,12 @@ def highly_variable_scores(
     total = np.zeros(len(columns))
     total_squares = np.zeros(len(columns))
     integers = True
+    maximum = 0.0
     for rows in chunks:
         block = read_csr(matrix, rows, columns)
         check_values(block, where=where)
         integers = integers and bool(np.all(block.data == np.floor(block.data)))
+        maximum = max(maximum, float(block.data.max()) if block.nnz else 0.0)
         total += np.asarray(block.sum(0)).ravel()
         total_squares += np.asarray(block.multiply(block).sum(0)).ravel()
         if progress:
@@ -119,7 +121,7 @@ def highly_variable_scores(
         )
     if not integers:
         return _normalised_scores(
-            matrix, columns, chunks, variance, span=span, where=where, cell_totals=cell_totals, log1p=log1p
+            matrix, columns, chunks, variance, maximum, span=span, where=where, cell_totals=cell_totals, log1p=log1p
         )
     read = lambda rows: read_csr(matrix, rows, columns)  # noqa: E731
     scores = _clipped_scores(read, chunks, mean, variance, span=span, progress=progress)
@@ -158,7 +160,9 @@ def _clipped_scores(read, chunks, mean, variance, *, span, progress=None) -> np.
     return (n_obs * mean**2 + clipped_squares - 2 * clipped_sum * mean) / ((n_obs - 1) * regularised_std**2)
 
 
-def _normalised_scores(matrix, columns, chunks, variance, *, span, where, cell_totals, log1p) -> tuple[np.ndarray, str]:
+def _normalised_scores(
+    matrix, columns, chunks, variance, maximum, *, span, where, cell_totals, log1p
+) -> tuple[np.ndarray, str]:
     """Scores of non-integer values: seurat_v3 on recovered counts, else scanpy's ``seurat``, else the variance.
 
     ``log1p`` is ``uns['log1p']`` (None: not recorded; the values are still tried as log1p of normalised
@@ -166,7 +170,6 @@ def _normalised_scores(matrix, columns, chunks, variance, *, span, where, cell_t
     """
     n_obs = matrix.shape[0]
     base = (log1p or {}).get("base")
-    maximum = max((float(read_csr(matrix, rows, columns).max()) for rows in chunks), default=0.0)
     if log1p is None and maximum > LOG_MAX:
         warnings.warn(
             f"{where} holds non-integer values that are not log-normalised (values up to {maximum:.4g}), but "
