@@ -71,7 +71,9 @@ nitpicky = False
 myst_enable_extensions = ["colon_fence", "deflist", "dollarmath"]
 myst_heading_anchors = 3
 # Every notebook is executed at each build (offline: the bundled model and OMNICELL_DATA_DIR's files), so a
-# notebook that breaks fails the build. OMNICELL_DOCS_EXECUTE=off shows them as committed (no outputs).
+# notebook that breaks fails the build (CI builds the docs). OMNICELL_DOCS_EXECUTE takes myst-nb's execution
+# modes: "force" (default), "off" (a quick build that shows the outputs stored in notebooks/, made by
+# scripts/execute_notebooks.py), "auto" or "cache". Documented for contributors in docs/tutorials/index.md.
 nb_execution_mode = os.environ.get("OMNICELL_DOCS_EXECUTE", "force")
 nb_execution_timeout = int(os.environ.get("OMNICELL_DOCS_CELL_TIMEOUT", "600"))  # seconds per cell
 nb_execution_raise_on_error = True

@@ -3,6 +3,7 @@
 #   bash scripts/build_docs.sh [extra sphinx-build options]
 # The notebooks read their data from OMNICELL_DATA_DIR (default: ../shared/data beside the repository, the
 # shared data folder of CI) and use the model bundled with the package; nothing is downloaded.
+# OMNICELL_DOCS_EXECUTE=off shows the outputs stored in notebooks/ instead (docs/tutorials/index.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"

@@ -41,13 +41,38 @@ def test_few_varying_genes_rank_by_variance_with_a_warning(n_varying):
     assert set(top_variable(scores, n_varying)) == set(range(n_varying))
 
 
-def test_log_normalised_input_warns_and_ranks_by_variance():
+def test_log_normalised_input_is_scored_on_its_recovered_counts():
     counts = _counts(50, 60)
-    logged = np.log1p(counts / counts.sum(1, keepdims=True).clip(1) * 1e4)
-    with pytest.warns(UserWarning, match="non-integer values.*expect counts.*layer="):
-        scores, method = highly_variable_scores(sp.csr_matrix(logged), np.arange(60), where="adata.X")
+    totals = counts.sum(1)
+    logged = np.log1p(counts / totals[:, None].clip(1) * 1e4)
+    expected, _ = highly_variable_scores(counts, np.arange(60))
+    for hints in ({"cell_totals": totals}, {}):  # from the totals, or from each cell's smallest value
+        with pytest.warns(UserWarning, match="log-normalised values: the counts were recovered"):
+            scores, method = highly_variable_scores(sp.csr_matrix(logged), np.arange(60), where="adata.X", **hints)
+        assert method == "seurat_v3_recovered_counts"
+        np.testing.assert_allclose(scores, expected, rtol=1e-6)
+
+
+def test_unrecoverable_log_values_use_scanpys_seurat_flavour():
+    import scanpy as sc
+
+    counts = _counts(80, 60)
+    logged = np.log1p(counts / counts.sum(1, keepdims=True).clip(1) * 1e4) * 1.013  # no longer expm1 of integers
+    with pytest.warns(UserWarning, match="no counts could be recovered.*'seurat' flavour.*genes chosen differ"):
+        scores, method = highly_variable_scores(sp.csr_matrix(logged), np.arange(60), log1p={"base": None})
+    assert method == "seurat"
+    scanpy = sc.pp.highly_variable_genes(sc.AnnData(logged), flavor="seurat", inplace=False)["dispersions_norm"]
+    np.testing.assert_allclose(scores, np.nan_to_num(scanpy.to_numpy(dtype=float), nan=-np.inf), rtol=1e-5)
+    assert np.isfinite(scores).sum() > 40  # most genes vary: the comparison is not between two constant vectors
+
+
+def test_other_non_integer_values_rank_by_variance():
+    counts = _counts(50, 60)
+    normalised = counts / counts.sum(1, keepdims=True).clip(1) * 1e4  # not logged: values far above LOG_MAX
+    with pytest.warns(UserWarning, match="non-integer values that are not log-normalised.*expect counts.*layer="):
+        scores, method = highly_variable_scores(sp.csr_matrix(normalised), np.arange(60), where="adata.X")
     assert method == "variance"
-    np.testing.assert_allclose(scores, logged.var(0, ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(scores, normalised.var(0, ddof=1), rtol=1e-5)
 
 
 def test_counts_use_seurat_v3_without_warning():

@@ -169,3 +169,38 @@ def test_embed_cells_after_subsetting_genes_is_refused(tiny_adata, tiny_model, e
     with pytest.raises(ValueError, match=r"no longer in adata\.var_names"):
         oc.tl.embed_cells(subset, tiny_model)
     assert "X_omnicell" not in subset.obsm
+
+
+def _leiden_of_embedding(adata: ad.AnnData, model) -> ad.AnnData:
+    oc.pp.tokenize(adata, model, n_genes=256)
+    oc.tl.embed_cells(adata, model)
+    sc.pp.neighbors(adata, use_rep="X_omnicell", method="gauss", transformer="sklearn")  # no numba compilation
+    sc.tl.leiden(adata, flavor="igraph", n_iterations=2, resolution=1.0, random_state=0)
+    return adata
+
+
+def test_log_normalised_input_is_read_as_its_counts():
+    """pbmc68k_reduced's raw.X (log1p of CP10k) and its recovered counts: same genes, same clusters."""
+    from sklearn.metrics import adjusted_rand_score
+
+    model = oc.models.load("omnicell-tiny")
+    counts = _leiden_of_embedding(oc.datasets.pbmc68k_reduced(), model)
+    logged = sc.datasets.pbmc68k_reduced().raw.to_adata()  # keeps obs['n_counts']
+    with pytest.warns(UserWarning, match=r"adata.X holds log-normalised values: the counts were recovered"):
+        logged = _leiden_of_embedding(logged, model)
+    record, counts_record = logged.uns["omnicell"]["tokenize"], counts.uns["omnicell"]["tokenize"]
+    assert (counts_record["hvg_flavor"], record["hvg_flavor"]) == ("seurat_v3", "seurat_v3_recovered_counts")
+    assert list(record["genes"]) == list(counts_record["genes"])
+    assert adjusted_rand_score(counts.obs["leiden"], logged.obs["leiden"]) >= 0.9
+
+
+def test_log_normalised_input_without_counts_uses_scanpys_flavour_for_log_data():
+    logged = sc.datasets.pbmc68k_reduced().raw.to_adata()
+    logged.X = logged.X * 1.01  # no longer log1p of integers over a common target: counts cannot be recovered
+    with pytest.warns(UserWarning, match=r"no counts could be recovered.*'seurat' flavour.*genes chosen differ"):
+        oc.pp.tokenize(logged, oc.models.load("omnicell-tiny"), n_genes=100)
+    record = logged.uns["omnicell"]["tokenize"]
+    assert record["hvg_flavor"] == "seurat"
+    scanpy = sc.pp.highly_variable_genes(logged, flavor="seurat", n_top_genes=100, inplace=False)
+    chosen = set(logged.var_names[scanpy["highly_variable"].to_numpy()])
+    assert len(set(record["genes"]) & chosen) >= 95  # scanpy's choice but for vocabulary genes and ties

@@ -50,9 +50,9 @@ def test_cell_level_store_and_markers_read_back(tiny_adata, tiny_model, expected
     assert list(group.attrs["genes"]) == list(expected["selected_genes"])
     assert list(group.attrs["obs_names"]) == list(adata.obs_names)
     # Markers from the store and from a fresh model pass agree.
-    with pytest.warns(UserWarning, match="Fewer than 5 genes are more expressed"):  # 12 genes only
+    with pytest.warns(UserWarning, match="n_genes=5 exceeds the genes more expressed"):  # 12 genes only
         oc.tl.marker_genes(adata, "group", tiny_model, n_genes=5, store=store, key_added="from_store")
-    with pytest.warns(UserWarning, match="Fewer than 5 genes are more expressed"):
+    with pytest.warns(UserWarning, match="n_genes=5 exceeds the genes more expressed"):
         oc.tl.marker_genes(adata, "group", tiny_model, n_genes=5, key_added="from_model")
     for field in ("names", "scores"):
         for label in ("a", "b"):

@@ -106,3 +106,22 @@ def test_bad_input(pbmc, pbmc_model):
     with pytest.raises(FileNotFoundError, match="embed_genes"):
         oc.tl.marker_genes(pbmc, "bulk_labels", pbmc_model, store="/nonexistent/cells.zarr")
     assert "rank_genes_omnicell" not in pbmc.uns and "omnicell" not in pbmc.uns
+
+
+def test_short_groups_give_one_warning_and_their_counts_are_recorded(pbmc, pbmc_model):
+    import warnings
+
+    oc.pp.tokenize(pbmc, pbmc_model, use_raw=True, n_genes=150, gene_key="gene_id")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        oc.tl.marker_genes(pbmc, "bulk_labels", pbmc_model, batch_size=128)  # the default n_genes=100
+    messages = [str(w.message) for w in caught if "more expressed" in str(w.message)]
+    n_higher = pbmc.uns["omnicell"]["marker_genes"]["n_higher"]
+    groups = list(pbmc.obs["bulk_labels"].cat.categories)
+    short = [group for group in groups if n_higher[group] < 100]
+    assert len(short) >= 2 and len(messages) == 1  # several short groups, one warning
+    assert f"in {len(short)} of {len(groups)} groups" in messages[0]
+    assert not any(group in messages[0] for group in short if n_higher[group] != min(n_higher.values()))
+    logfc = pbmc.uns["rank_genes_omnicell"]["logfoldchanges"]
+    for group in groups:  # the recorded count is where the list turns from higher to completed entries
+        assert (logfc[group][: n_higher[group]] > 0).all() and (logfc[group][n_higher[group] :] <= 0).all()

@@ -1,4 +1,4 @@
-"""The ``omnicell`` logger: follows scanpy's verbosity, installs no handler.
+"""The ``omnicell`` logger: follows scanpy's verbosity and, as scanpy does, writes to stderr by itself.
 
 Library code logs through ``logging.getLogger("omnicell")``. Its level is, in order:
 
@@ -6,9 +6,14 @@ Library code logs through ``logging.getLogger("omnicell")``. Its level is, in or
 2. else scanpy's ``sc.settings.verbosity`` when scanpy is imported (``info`` shows omnicell's INFO lines);
 3. else the standard default (WARNING, through the root logger).
 
-No handler is installed at import: applications configure logging (the ``omnicell`` command installs a
-one-line handler). When no handler is configured anywhere and scanpy is imported, records go to scanpy's
-handler, so a notebook that set ``sc.settings.verbosity = "info"`` sees omnicell's lines as it sees scanpy's.
+Where the records go is decided for each record, so that the application's choice always wins:
+
+* the application configured logging (a handler on the ``omnicell`` logger, a parent, or the root logger, as
+  ``logging.basicConfig`` or the ``omnicell`` command installs): its handlers, nothing else;
+* else, when the level follows scanpy's verbosity and scanpy has its handler: scanpy's handler, so a notebook
+  that set ``sc.settings.verbosity = "info"`` sees omnicell's lines as it sees scanpy's;
+* else omnicell's own stderr handler (never attached to a logger, so never duplicated), so that
+  ``oc.settings.verbosity = "info"`` shows INFO lines in a script, as ``sc.settings.verbosity`` does for scanpy.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import logging
 import sys
 
-__all__ = ["LOGGER_NAME", "get_logger", "scanpy_level"]
+__all__ = ["LOGGER_NAME", "STDERR_HANDLER", "get_logger", "scanpy_level"]
 
 LOGGER_NAME = "omnicell"
 
@@ -46,7 +51,10 @@ class _OmnicellLogger(logging.Logger):
         return level >= self.getEffectiveLevel()
 
     def callHandlers(self, record: logging.LogRecord) -> None:
-        if not _has_handler(self) and scanpy_level() is not None:
+        if _has_handler(self):  # the application configured logging
+            super().callHandlers(record)
+            return
+        if self.level == logging.NOTSET and scanpy_level() is not None:
             scanpy_root = getattr(sys.modules["scanpy"].settings, "_root_logger", None)
             if scanpy_root is not None and scanpy_root.handlers:
                 record.time_passed, record.deep = None, None  # fields scanpy's formatter reads
@@ -54,7 +62,33 @@ class _OmnicellLogger(logging.Logger):
                     if record.levelno >= handler.level:
                         handler.handle(record)
                 return
-        super().callHandlers(record)
+        STDERR_HANDLER.handle(record)  # the level was checked by the logger: oc.settings.verbosity
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` (looked up on each record: pytest and notebooks replace it)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+
+class _Formatter(logging.Formatter):
+    """scanpy's style: INFO lines as they are, warnings and errors prefixed with their level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message = f"{message}\n{self.formatException(record.exc_info)}"
+        return message if record.levelno < logging.WARNING else f"{record.levelname}: {message}"
+
+
+#: omnicell's own handler, used only where no handler is configured (see the module's docstring).
+STDERR_HANDLER = _StderrHandler()
+STDERR_HANDLER.setFormatter(_Formatter())
 
 
 def _has_handler(logger: logging.Logger) -> bool:

@@ -3,7 +3,9 @@
 On an interactive terminal or in Jupyter (and with ``oc.settings.progress_bar``) it draws a tqdm bar.
 Elsewhere (a Galaxy or Nextflow job, a pipe, a file) it writes an INFO line through the ``omnicell``
 logger when another tenth of the work is done or 30 seconds have passed, and one when the work ends,
-so a log holds a dozen lines rather than one per update.
+so a log holds a dozen lines rather than one per update: units done of the total, time and rate. The lines
+show at ``oc.settings.verbosity = "info"`` (or ``OMNICELL_VERBOSITY=INFO``), on stderr unless the
+application configured logging (see :mod:`omnicell._core.log`).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class Progress:
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)
         self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
-        self.n = self._logged_n = int(initial)
+        self.n = self._logged_n = self._initial = int(initial)
         self._started = self._logged_at = time.monotonic()
         self._postfix = ""
         self._closed = False
@@ -136,8 +138,10 @@ class Progress:
             share = f"{self.n:,}/{self.total:,} {self.unit} ({100 * self.n / self.total:.0f}%)"
         else:
             share = f"{self.n:,} {self.unit}"
+        done = self.n - self._initial
+        rate = f", {done / elapsed:,.1f} {self.unit}/s" if elapsed > 0 and done > 0 else ""
         postfix = f", {self._postfix}" if self._postfix else ""
-        self._logger.info("%s: %s in %.1f s%s", self.desc, share, elapsed, postfix)
+        self._logger.info("%s: %s in %.1f s%s%s", self.desc, share, elapsed, rate, postfix)
 
 
 def progress(

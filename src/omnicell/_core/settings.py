@@ -47,7 +47,9 @@ class OmnicellSettings:
     verbosity
         Level of the ``omnicell`` logger (a :mod:`logging` level name or number). None (default,
         unless the environment variable ``OMNICELL_VERBOSITY`` names a level) follows scanpy's
-        ``sc.settings.verbosity`` when scanpy is imported, else WARNING.
+        ``sc.settings.verbosity`` when scanpy is imported, else WARNING. At ``"info"`` long steps
+        (``embed_cells``, ``embed_genes``, training) log progress lines where no bar is drawn (a script,
+        a pipe, a workflow's log): written to stderr unless the application configured :mod:`logging`.
     """
 
     def __init__(self) -> None:

@@ -49,6 +49,9 @@ __all__ = ["tokenize"]
 
 logger = logging.getLogger("omnicell")
 
+#: ``obs`` columns holding each cell's count total (scanpy's ``calculate_qc_metrics``, 10x/Seurat-era files).
+TOTALS_KEYS = ("n_counts", "total_counts", "nCount_RNA")
+
 
 @doc_params
 def tokenize(
@@ -93,8 +96,10 @@ def tokenize(
         vocabulary are dropped with a warning. None: chosen by highly variable genes.
     n_genes
         Genes per cell. With ``genes=None`` the ``n_genes`` most highly variable vocabulary genes
-        (scanpy's ``seurat_v3`` score, computed in chunks; on non-integer values or when too few genes
-        vary, the variance, with a warning) are used. None: the model's value
+        (scanpy's ``seurat_v3`` score, computed in chunks) are used. On log-normalised values the counts
+        are recovered where ``obs['n_counts']`` (or ``total_counts``) allow, so the genes are those of
+        the counts; else scanpy's ``seurat`` flavour for log data chooses them; other non-integer values,
+        or too few varying genes, rank genes by variance; each with a warning. None: the model's value
         (``model.tokenization``; 2,000 for the released checkpoints).
     strategy
         ``"hvg"`` (released code): every cell is read with the same gene list, zeros included.
@@ -202,7 +207,9 @@ def tokenize(
         with track_progress(
             total=2 * matrix.shape[0], unit="cells", desc="tokenize (gene variance)", disable=matrix.shape[0] < 50_000
         ) as bar:
-            scores, hvg_flavor = highly_variable_scores(matrix, in_vocab, where=where, progress=bar.update)
+            scores, hvg_flavor = highly_variable_scores(
+                matrix, in_vocab, where=where, progress=bar.update, **_normalisation_hints(adata)
+            )
         ranked = top_variable(scores, int(n_genes))
         if strategy == "hvg":
             candidates, zero_fill = np.sort(in_vocab[ranked]), None  # var order, as the released code
@@ -298,6 +305,16 @@ def _coordinate_scale(adata: AnnData, spatial_key: str, library_key: str | None,
         )
         return {**record, "coord_scale": 1.0, "scaled_from_model": False}
     return {**record, "coord_scale": model_distance / data_distance, "scaled_from_model": True}
+
+
+def _normalisation_hints(adata: AnnData) -> dict:
+    """What recovers counts from log-normalised values: ``uns['log1p']`` and each cell's count total."""
+    totals = next((adata.obs[key] for key in TOTALS_KEYS if key in adata.obs), None)
+    log1p = adata.uns.get("log1p")
+    return {
+        "cell_totals": None if totals is None else pd.to_numeric(totals, errors="coerce").to_numpy(dtype=np.float64),
+        "log1p": dict(log1p) if isinstance(log1p, dict) else None,
+    }
 
 
 def _spatial_neighbors(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from omnicell.data._matrix import check_values, read_csr
+from omnicell.data._normalised import log_stats, recovered_block, recovered_count_stats, seurat_dispersion_scores
 
 __all__ = ["MIN_LOESS_GENES", "highly_variable_scores", "seurat_v3_scores", "top_variable"]
 
@@ -15,6 +16,8 @@ __all__ = ["MIN_LOESS_GENES", "highly_variable_scores", "seurat_v3_scores", "top
 #: Fewer varying genes than this and the loess trend is not fitted (skmisc crashes the interpreter
 #: below 4 points and fails on a few more); genes are ranked by variance instead.
 MIN_LOESS_GENES = 10
+#: Non-integer values up to this are taken as log-normalised (log1p of any count normalisation stays far below).
+LOG_MAX = 30.0
 
 
 def seurat_v3_scores(
@@ -38,6 +41,8 @@ def highly_variable_scores(
     chunk_rows: int = 4096,
     where: str = "The expression matrix",
     progress: Callable[[int], None] | None = None,
+    cell_totals: np.ndarray | None = None,
+    log1p: dict | None = None,
 ) -> tuple[np.ndarray, str]:
     """Normalised variance of each column, as ``sc.pp.highly_variable_genes(flavor='seurat_v3')``.
 
@@ -45,13 +50,17 @@ def highly_variable_scores(
     grow with the number of cells and backed matrices work. Values are validated on the way
     (non-negative, finite). Constant genes score 0.
 
-    ``seurat_v3`` models counts. Two documented fallbacks rank genes by the variance of their
-    values instead (returned method ``"variance"``, with a warning saying why):
+    ``seurat_v3`` models counts. Values that are not integers are handled as in
+    :mod:`omnicell.data._normalised`, each with a warning saying what differs from counts:
 
-    * the values are not integers (log-normalised or scaled data): pass a layer of counts to get
-      ``seurat_v3``;
-    * fewer than ``MIN_LOESS_GENES`` genes vary, or the loess fit of the mean-variance trend fails
-      (a small panel, a handful of cells): the trend cannot be estimated.
+    * log-normalised values (``log1p`` given, or all values up to ``LOG_MAX``) whose counts can be
+      recovered (``cell_totals``, or each cell's smallest value as one count): ``seurat_v3`` on the
+      recovered counts (method ``"seurat_v3_recovered_counts"``), the genes of a run on the counts;
+    * other log-normalised values: scanpy's flavour for log data (method ``"seurat"``);
+    * other non-integer values: the variance of the values (method ``"variance"``).
+
+    Fewer than ``MIN_LOESS_GENES`` varying genes, or a loess fit of the mean-variance trend that
+    fails (a small panel, a handful of cells), also rank genes by variance (the trend cannot be estimated).
 
     Parameters
     ----------
@@ -66,11 +75,16 @@ def highly_variable_scores(
     where
         How to name the matrix in error messages.
     progress
-        Called with the number of rows done after each chunk of each pass.
+        Called with the number of rows done after each chunk of the two passes on counts.
+    cell_totals
+        Each cell's count total (``obs['n_counts']``), to recover counts from log-normalised values.
+    log1p
+        ``uns['log1p']`` of log-normalised data (its ``base``), None when not recorded.
 
     Returns
     -------
-    The scores (higher is more variable) and the method used: ``"seurat_v3"`` or ``"variance"``.
+    The scores (higher is more variable) and the method used: ``"seurat_v3"``,
+    ``"seurat_v3_recovered_counts"``, ``"seurat"`` or ``"variance"``.
 
     Raises
     ------
@@ -86,10 +100,12 @@ def highly_variable_scores(
     total = np.zeros(len(columns))
     total_squares = np.zeros(len(columns))
     integers = True
+    maximum = 0.0
     for rows in chunks:
         block = read_csr(matrix, rows, columns)
         check_values(block, where=where)
         integers = integers and bool(np.all(block.data == np.floor(block.data)))
+        maximum = max(maximum, float(block.data.max()) if block.nnz else 0.0)
         total += np.asarray(block.sum(0)).ravel()
         total_squares += np.asarray(block.multiply(block).sum(0)).ravel()
         if progress:
@@ -104,16 +120,12 @@ def highly_variable_scores(
             "variable genes cannot be chosen. Check that the layer holds expression values, or pass genes=."
         )
     if not integers:
-        warnings.warn(
-            f"{where} holds non-integer values (log-normalised?), but seurat_v3 highly variable genes expect "
-            "counts: genes are ranked by the variance of the values instead. Pass layer= naming a layer of raw "
-            "counts to use seurat_v3.",
-            UserWarning,
-            stacklevel=3,
+        return _normalised_scores(
+            matrix, columns, chunks, variance, maximum, span=span, where=where, cell_totals=cell_totals, log1p=log1p
         )
-        return variance, "variance"
-    fitted = _loess_trend(np.log10(mean[varying]), np.log10(variance[varying]), span=span)
-    if fitted is None:
+    read = lambda rows: read_csr(matrix, rows, columns)  # noqa: E731
+    scores = _clipped_scores(read, chunks, mean, variance, span=span, progress=progress)
+    if scores is None:
         warnings.warn(
             f"Only {n_varying} of the {len(columns)} candidate genes vary across the {n_obs} cells of {where}: "
             "too few to fit seurat_v3's mean-variance trend, so genes are ranked by variance instead. "
@@ -122,21 +134,77 @@ def highly_variable_scores(
             stacklevel=3,
         )
         return variance, "variance"
-    trend = np.zeros(len(columns))
+    return scores, "seurat_v3"
+
+
+def _clipped_scores(read, chunks, mean, variance, *, span, progress=None) -> np.ndarray | None:
+    """seurat_v3's second pass: variance of the values clipped at the loess trend (None: no trend)."""
+    n_obs = int(sum(len(rows) for rows in chunks))
+    varying = variance > 0
+    fitted = _loess_trend(np.log10(mean[varying]), np.log10(variance[varying]), span=span)
+    if fitted is None:
+        return None
+    trend = np.zeros(len(mean))
     trend[varying] = fitted
     regularised_std = np.sqrt(10**trend)
     clip = regularised_std * np.sqrt(n_obs) + mean
-    clipped_sum = np.zeros(len(columns))
-    clipped_squares = np.zeros(len(columns))
+    clipped_sum = np.zeros(len(mean))
+    clipped_squares = np.zeros(len(mean))
     for rows in chunks:
-        block = read_csr(matrix, rows, columns)
+        block = read(rows)
         block.data = np.minimum(block.data, clip[block.indices])
         clipped_sum += np.asarray(block.sum(0)).ravel()
         clipped_squares += np.asarray(block.multiply(block).sum(0)).ravel()
         if progress:
             progress(len(rows))
-    scores = (n_obs * mean**2 + clipped_squares - 2 * clipped_sum * mean) / ((n_obs - 1) * regularised_std**2)
-    return scores, "seurat_v3"
+    return (n_obs * mean**2 + clipped_squares - 2 * clipped_sum * mean) / ((n_obs - 1) * regularised_std**2)
+
+
+def _normalised_scores(
+    matrix, columns, chunks, variance, maximum, *, span, where, cell_totals, log1p
+) -> tuple[np.ndarray, str]:
+    """Scores of non-integer values: seurat_v3 on recovered counts, else scanpy's ``seurat``, else the variance.
+
+    ``log1p`` is ``uns['log1p']`` (None: not recorded; the values are still tried as log1p of normalised
+    counts when they are below ``LOG_MAX``, as any log-normalised matrix is).
+    """
+    n_obs = matrix.shape[0]
+    base = (log1p or {}).get("base")
+    if log1p is None and maximum > LOG_MAX:
+        warnings.warn(
+            f"{where} holds non-integer values that are not log-normalised (values up to {maximum:.4g}), but "
+            "seurat_v3 highly variable genes expect counts: genes are ranked by the variance of the values instead, "
+            "so the genes read differ from a run on counts. Pass layer= naming a layer of raw counts to use seurat_v3.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return variance, "variance"
+    stats = log_stats(matrix, columns, chunks, base=base)
+    recovered = recovered_count_stats(matrix, columns, chunks, stats, cell_totals=cell_totals, base=base)
+    if recovered is not None:
+        factors, total, total_squares, how = recovered
+        mean = total / n_obs
+        counts_variance = np.maximum((total_squares / n_obs - mean**2) * (n_obs / (n_obs - 1)), 0.0)
+        read = lambda rows: recovered_block(matrix, rows, columns, factors, base=base)  # noqa: E731
+        scores = _clipped_scores(read, chunks, mean, counts_variance, span=span)
+        if scores is not None:
+            warnings.warn(
+                f"{where} holds log-normalised values: the counts were recovered from them ({how}) to choose the "
+                "genes with seurat_v3 as on counts. Within a cell log1p(normalised counts) orders genes as the counts "
+                "do, so the cells are read as from the counts.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return scores, "seurat_v3_recovered_counts"
+    warnings.warn(
+        f"{where} holds log-normalised values and no counts could be recovered from them (keep obs['n_counts'] "
+        "or obs['total_counts'] beside them, or pass layer= naming a layer of raw counts): genes are chosen by "
+        "scanpy's 'seurat' flavour for log data (normalised dispersion) instead of seurat_v3 on counts. Within a "
+        "cell the genes are ordered as on counts, but the genes chosen differ, and so may the embedding.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return seurat_dispersion_scores(stats, n_obs), "seurat"
 
 
 def _loess_trend(x: np.ndarray, y: np.ndarray, *, span: float) -> np.ndarray | None:

@@ -122,7 +122,8 @@ def marker_genes(
     n_genes
         Genes listed per group. A group with fewer genes passing the expression filter is
         completed with the best-scoring remaining genes (their ``logfoldchanges`` are <= 0, so
-        ``sc.get.rank_genes_groups_df(..., log2fc_min=0)`` leaves them out) and a warning.
+        ``sc.get.rank_genes_groups_df(..., log2fc_min=0)`` leaves them out), with one warning for
+        the call (not one per group) and the counts recorded as ``n_higher``.
     store
         Zarr store written by ``oc.tl.embed_genes(adata, level='cell', store=...)``: read the
         cell-level embeddings from it instead of running the model.
@@ -155,7 +156,8 @@ def marker_genes(
         ``sc.get.rank_genes_groups_df(adata, None, key=key_added)`` or plot it with
         :func:`omnicell.pl.marker_genes`.
     ``adata.uns['omnicell']['marker_genes']``
-        Parameters and the model identity.
+        Parameters, ``n_higher`` (per group, the number of genes more expressed in the group than in
+        the rest: list entries beyond it have ``logfoldchanges <= 0``) and the model identity.
     """
     container, adata = resolve_modality(adata, mod, "marker_genes")
     if int(n_genes) < 1:
@@ -198,23 +200,27 @@ def marker_genes(
     columns: dict[str, dict[str, np.ndarray]] = {
         f: {} for f in ("names", "scores", "logfoldchanges", "pvals", "pvals_adj")
     }
-    short = []
+    n_higher = {}
     for g, label in enumerate(labels):
         higher = (mean_in[g] > mean_out[g]) & np.isfinite(scores[g])
         score = np.where(np.isfinite(scores[g]), scores[g], -np.inf)
         # Passing genes by score first, then (only if too few pass) the others by score.
         order = np.lexsort((-score, ~higher))[:n_rows]
-        if higher.sum() < n_rows:
-            short.append(f"{label} ({int(higher.sum())})")
+        n_higher[str(label)] = int(higher.sum())
         columns["names"][label] = names[order].astype(object)
         columns["scores"][label] = scores[g][order].astype(np.float32)
         columns["logfoldchanges"][label] = logfc[g][order]
         columns["pvals"][label] = np.full(n_rows, np.nan)
         columns["pvals_adj"][label] = np.full(n_rows, np.nan)
+    short = {label: count for label, count in n_higher.items() if count < n_rows}
     if short:
+        # One warning for the call, whatever the number of groups; the counts per group are in the record.
+        fewest = min(short, key=short.get)
         warnings.warn(
-            f"Fewer than {n_rows} genes are more expressed in these groups than in the rest: {', '.join(short)}. "
-            "Their lists are completed with the best remaining genes (logfoldchanges <= 0).",
+            f"n_genes={n_rows} exceeds the genes more expressed than in the rest in {len(short)} of {len(labels)} "
+            f"groups (fewest: {fewest!r}, {short[fewest]}): their lists are completed with the best remaining "
+            f"genes (logfoldchanges <= 0). The count of each group is in adata.uns['omnicell']['marker_genes']"
+            "['n_higher'].",
             UserWarning,
             stacklevel=2,
         )
@@ -246,6 +252,7 @@ def marker_genes(
             "projection": projection if store is None else None,
             "store": None if store is None else str(store),
             "n_candidate_genes": len(genes),
+            "n_higher": n_higher,
             "batch_size": plan.batch_size,
             "device": str(plan.device),
             "precision": plan.precision,
