@@ -7,7 +7,10 @@ test's own output assertions (``has_h5_keys``, ``has_n_lines``, image checks...)
 
 from __future__ import annotations
 
+import copy
+import json
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -42,7 +45,7 @@ def test_test_data_is_small():
 
 def test_commands_render_for_galaxy_names(tmp_path):
     """Inputs are staged as dataset_N.dat, so every command must link its input under a name with its format."""
-    tool, source, test = CASES[0].values
+    tool, source, test = next(case.values for case in CASES if case.id == "omnicell_embed-0")
     job = _galaxy.prepare(tool, source, test, tmp_path)
     assert "dataset_1.dat" in job.command and "input.h5ad" in job.command
 
@@ -52,3 +55,61 @@ def test_commands_render_for_galaxy_names(tmp_path):
 def test_tool(tool, source, test, tmp_path):
     job = _galaxy.prepare(tool, source, test, tmp_path)
     _galaxy.run(job)
+
+
+def _fetcher_case(index: int):
+    return next(case.values for case in CASES if case.id == f"omnicell_model_fetcher-{index}")
+
+
+def _installed(job) -> tuple[dict, Path]:
+    """The data table row the data manager's JSON declares, and the folder its path names in the extra files."""
+    entry = json.loads(job.outputs["out_file"].read_text())
+    (row,) = entry["data_tables"]["omnicell_models"]
+    return row, Path(_galaxy.Dataset(str(job.outputs["out_file"]), "data_manager_json").extra_files_path) / row["path"]
+
+
+def _assert_same_model(installed, bundled) -> None:
+    import torch
+
+    assert installed.vocab == bundled.vocab and installed.config == bundled.config
+    weights, expected = installed.network.state_dict(), bundled.network.state_dict()
+    assert weights.keys() == expected.keys()
+    assert all(torch.equal(weights[name], expected[name]) for name in expected)
+
+
+def test_suite_declares_the_data_manager_and_its_table():
+    """data_manager_conf.xml points at the fetcher, whose JSON columns are the table's columns (.sample)."""
+    manager = ET.parse(GALAXY / "data_manager_conf.xml").getroot().find("data_manager")
+    assert (GALAXY / manager.get("tool_file")).is_file()
+    assert ET.parse(GALAXY / manager.get("tool_file")).getroot().get("id") == manager.get("id")
+    table = manager.find("data_table")
+    columns = [column.get("name") for column in table.iter("column")]
+    sample = ET.parse(GALAXY / "tool_data_table_conf.xml.sample").getroot()
+    declared = next(t for t in sample.iter("table") if t.get("name") == table.get("name"))
+    assert columns == [name.strip() for name in declared.findtext("columns").split(",")]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the tools' commands are bash")
+def test_data_manager_installs_a_model_that_loads(tmp_path):
+    """By name (the bundled model; omnicell-v1 takes the same download step) the fetcher writes a copy that loads with
+    the same weights, and a JSON row whose path is that copy; a given folder takes the convert step alone."""
+    from omnicell.models import bundled_folder, load
+
+    tool, source, test = _fetcher_case(0)
+    (tmp_path / "by_name").mkdir()
+    job = _galaxy.prepare(tool, source, test, tmp_path / "by_name")
+    _galaxy.run(job)
+    row, folder = _installed(job)
+    assert row == {"value": "omnicell-tiny-test", "name": "omnicell-tiny (test)", "path": "omnicell-tiny-test"}
+    bundled = load("omnicell-tiny", device="cpu")
+    _assert_same_model(load(folder, device="cpu"), bundled)
+
+    by_folder = copy.copy(test)
+    by_folder.request = {"source": {"from": "folder", "folder": str(bundled_folder("omnicell-tiny"))}, "value": "mine"}
+    by_folder.outputs = []  # the by-name test's assertions; the row is checked below
+    (tmp_path / "by_folder").mkdir()
+    job = _galaxy.prepare(tool, source, by_folder, tmp_path / "by_folder")
+    _galaxy.run(job)
+    row, folder = _installed(job)
+    assert row == {"value": "mine", "name": "mine", "path": "mine"}  # the label defaults to the id
+    _assert_same_model(load(folder, device="cpu"), bundled)
