@@ -24,7 +24,8 @@ REPO=$(cd "$HERE/../.." && pwd)
 GALAXY_VERSION=${GALAXY_VERSION:-26.1.2}
 GALAXY_VENV=${GALAXY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/omnicell-galaxy/venv-$GALAXY_VERSION}
 WORK=${WORK:-${TMPDIR:-/tmp}/omnicell-galaxy-test}
-OMNICELL_PYTHON=${OMNICELL_PYTHON:-$(command -v python3)}
+# the interpreter itself, not a shim or venv link that depends on the caller's environment (jobs get their own HOME)
+OMNICELL_PYTHON=$("${OMNICELL_PYTHON:-python3}" -c 'import sys; print(sys.executable)')
 PORT=${PORT:-8089}
 URL=http://127.0.0.1:$PORT
 ADMIN_KEY=omnicell-test-admin-key-0123456789
