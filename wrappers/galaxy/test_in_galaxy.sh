@@ -74,7 +74,7 @@ if [ $# -gt 0 ]; then
     targets=()
     for tool in "$@"; do targets+=("$TOOLS/$(realpath --relative-to="$HERE" "$tool")"); done
 else
-    targets=("$TOOLS" "$TOOLS"/data_manager/*.xml)
+    targets=("$TOOLS"/data_manager/*.xml "$TOOLS")
 fi
 {
     echo '<?xml version="1.0"?>'
