@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytest.importorskip("galaxy.tool_util", reason="galaxy-tool-util is in the test extra")
+
+from galaxy.tool_util.parser import get_tool_source
 
 import _galaxy_tool as _galaxy  # tests/ is on the path (pyproject: pythonpath)
 
@@ -36,6 +40,18 @@ CASES = list(_cases())
 def test_every_tool_has_tests():
     tested = {case.values[0] for case in CASES}
     assert tested == set(TOOLS), f"tools without <test>: {sorted(t.name for t in set(TOOLS) - tested)}"
+
+
+def test_suite_follows_tools_iuc_conventions():
+    """EDAM topics and operations in every tool, a profile no older than tools-iuc's, one .shed.yml suite."""
+    for tool in TOOLS:
+        source = get_tool_source(str(tool))
+        assert source.parse_edam_topics() and source.parse_edam_operations(), f"{tool.name} has no EDAM terms"
+        assert all(re.fullmatch(r"topic_\d{4}", term) for term in source.parse_edam_topics())
+        assert all(re.fullmatch(r"operation_\d{4}", term) for term in source.parse_edam_operations())
+        assert float(source.parse_profile()) >= 24.2, tool.name
+    shed = yaml.safe_load((GALAXY / ".shed.yml").read_text())
+    assert shed["suite"]["name"] == f"suite_{shed['name']}" and shed["auto_tool_repositories"]["name_template"]
 
 
 def test_test_data_is_small():
