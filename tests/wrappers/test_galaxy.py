@@ -11,6 +11,7 @@ import copy
 import json
 import re
 import shutil
+import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -119,6 +120,8 @@ def test_data_manager_installs_a_model_that_loads(tmp_path):
     assert row == {"value": "omnicell-tiny-test", "name": "omnicell-tiny (test)", "path": "omnicell-tiny-test"}
     bundled = load("omnicell-tiny", device="cpu")
     _assert_same_model(load(folder, device="cpu"), bundled)
+    unreadable = [f.name for f in folder.iterdir() if not f.stat().st_mode & stat.S_IROTH]
+    assert not unreadable, f"jobs running as another user cannot read {unreadable}"
 
     by_folder = copy.copy(test)
     by_folder.request = {"source": {"from": "folder", "folder": str(bundled_folder("omnicell-tiny"))}, "value": "mine"}
