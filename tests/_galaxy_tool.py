@@ -26,6 +26,8 @@ from galaxy.tool_util.verify.asserts import verify_assertions
 from galaxy.tool_util.verify.parse import parse_tool_test_descriptions
 from galaxy.util.template import fill_template
 
+import omnicell
+
 
 class Value:
     """A text/number/select parameter as Cheetah sees it: prints its value ("" when unset), compares as text."""
@@ -237,6 +239,11 @@ def run(job: Job, *, timeout: float = 300) -> subprocess.CompletedProcess:
     """
     environment = dict(os.environ, GALAXY_SLOTS="1", OMP_NUM_THREADS="1", HOME=str(job.folder))
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
+    # The command imports the omnicell these tests import (e.g. a worktree's src/ on PYTHONPATH), not whatever the
+    # console script's install points at: a relative PYTHONPATH would not survive the job folder as working directory.
+    paths = [str(Path(omnicell.__file__).resolve().parents[1])]
+    paths += [str(Path(entry).resolve()) for entry in environment.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    environment["PYTHONPATH"] = os.pathsep.join(paths)
     working = job.folder / "working"
     working.mkdir(exist_ok=True)
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", job.command], cwd=working, env=environment,
