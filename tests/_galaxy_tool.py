@@ -26,6 +26,8 @@ from galaxy.tool_util.verify.asserts import verify_assertions
 from galaxy.tool_util.verify.parse import parse_tool_test_descriptions
 from galaxy.util.template import fill_template
 
+import omnicell
+
 
 class Value:
     """A text/number/select parameter as Cheetah sees it: prints its value ("" when unset), compares as text."""
@@ -80,6 +82,11 @@ class Dataset:
     def extension(self) -> str:
         return self.ext
 
+    @property
+    def extra_files_path(self) -> str:
+        """The dataset's folder of extra files (Galaxy: dataset_N_files beside dataset_N.dat)."""
+        return f"{os.path.splitext(self.path)[0]}_files"
+
     def is_of_type(self, *formats: str) -> bool:
         return self.ext in formats
 
@@ -99,12 +106,16 @@ class Job:
     folder: Path
     outputs: dict[str, Path]
     output_assertions: list[dict] = field(default_factory=list)
+    expect_failure: bool = False
+    stderr_assertions: list[dict] = field(default_factory=list)
 
 
 def _data_tables(tool_folder: Path) -> dict[str, list[dict[str, str]]]:
     """Rows of each table in the tool folder's ``tool_data_table_conf.xml.test`` (loc files, ``${__HERE__}``)."""
     tables: dict[str, list[dict[str, str]]] = {}
     conf = tool_folder / "tool_data_table_conf.xml.test"
+    if not conf.exists():  # a data manager's folder: it fills a table, reads none
+        return tables
     for table in ET.parse(conf).getroot().iter("table"):
         columns = [name.strip() for name in table.findtext("columns", "").split(",")]
         rows = []
@@ -183,7 +194,9 @@ class _Wrapper:
 
 
 def tool_files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.glob("*.xml") if path.name != "macros.xml")
+    """The tools of a suite folder and of its ``data_manager/`` (files whose root is ``<tool>``)."""
+    candidates = [*folder.glob("*.xml"), *folder.glob("data_manager/*.xml")]
+    return sorted(path for path in candidates if ET.parse(path).getroot().tag == "tool")
 
 
 def tool_tests(tool_path: Path):
@@ -213,17 +226,33 @@ def prepare(tool_path: Path, source, test, job_folder: Path) -> Job:
 
     command = fill_template(source.parse_command(), context=context, python_template_version="3")
     command = command.replace("\n", " ").replace("\r", " ").strip()  # as Galaxy does
-    return Job(source.parse_id(), test.test_index, command, job_folder, outputs, test.outputs)
+    return Job(
+        source.parse_id(), test.test_index, command, job_folder, outputs, test.outputs,
+        expect_failure=bool(test.expect_failure), stderr_assertions=list(test.stderr or []),
+    )  # fmt: skip
 
 
 def run(job: Job, *, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the command in the job folder (``omnicell`` from this Python first on PATH) and check its outputs."""
+    """Run the command in the job folder (``omnicell`` from this Python first on PATH) and check its outputs.
+
+    A test with ``expect_failure`` must exit non-zero; ``assert_stderr`` is checked either way.
+    """
     environment = dict(os.environ, GALAXY_SLOTS="1", OMP_NUM_THREADS="1", HOME=str(job.folder))
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
+    # The command imports the omnicell these tests import (e.g. a worktree's src/ on PYTHONPATH), not whatever the
+    # console script's install points at: a relative PYTHONPATH would not survive the job folder as working directory.
+    paths = [str(Path(omnicell.__file__).resolve().parents[1])]
+    paths += [str(Path(entry).resolve()) for entry in environment.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    environment["PYTHONPATH"] = os.pathsep.join(paths)
     working = job.folder / "working"
     working.mkdir(exist_ok=True)
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", job.command], cwd=working, env=environment,
                             capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    if job.stderr_assertions:
+        verify_assertions(result.stderr.encode(), job.stderr_assertions)
+    if job.expect_failure:  # Galaxy's expect_failure: a non-zero exit, outputs not checked
+        assert result.returncode != 0, f"{job.tool_id} test {job.test_index} should fail but exited 0"
+        return result
     if result.returncode != 0:
         raise AssertionError(
             f"{job.tool_id} test {job.test_index} exited {result.returncode}\ncommand: {job.command}\n"

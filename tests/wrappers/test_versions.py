@@ -1,7 +1,7 @@
 """The wrappers require the omnicell release this checkout builds: the version is set once, in src/omnicell/_version.py.
 
-Galaxy's macros.xml and the nf-core files must spell it out (neither can read a file), so this test checks them;
-the container and the conda recipe read it from the package at build time.
+Galaxy's macros.xml (and the data manager), the nf-core files and the conda recipe must spell it out (none can read
+a file of the package), so this test checks them; the container reads it from the package at build time.
 """
 
 from __future__ import annotations
@@ -28,6 +28,16 @@ def test_galaxy_tool_version_is_the_package_version():
     assert (requirement.text, requirement.get("version")) == ("omnicell", "@TOOL_VERSION@")
 
 
+def test_galaxy_data_manager_tokens_are_the_suites():
+    """The data manager cannot import macros.xml (its own Tool Shed repository), so it repeats the tokens."""
+    suite = {t.get("name"): t.text for t in ET.parse(WRAPPERS / "galaxy" / "macros.xml").getroot().iter("token")}
+    manager = ET.parse(WRAPPERS / "galaxy" / "data_manager" / "omnicell_model_fetcher.xml").getroot()
+    tokens = {t.get("name"): t.text for t in manager.iter("token")}
+    assert tokens == {name: suite[name] for name in ("@TOOL_VERSION@", "@VERSION_SUFFIX@", "@PROFILE@")}
+    requirement = next(manager.iter("requirement"))
+    assert (requirement.text, requirement.get("version")) == ("omnicell", "@TOOL_VERSION@")
+
+
 def test_nfcore_files_pin_the_package_version():
     found = 0
     for environment in (WRAPPERS / "nf-core" / "modules").glob("*/*/environment.yml"):
@@ -39,15 +49,18 @@ def test_nfcore_files_pin_the_package_version():
     assert found >= 7
 
 
-def test_container_and_recipe_read_the_version_from_the_package():
+def test_container_reads_the_version_from_the_package():
     assert "src/omnicell/_version.py" in (WRAPPERS / "containers" / "build.sh").read_text()
-    recipe = (WRAPPERS / "conda" / "meta.yaml").read_text()
-    assert 'load_file_regex(load_file="src/omnicell/_version.py"' in recipe
-    assert re.search(r"^\s*version: \{\{ version \}\}$", recipe, re.MULTILINE)
-    # The regexes find the version in the file they read.
+    # The regex finds the version in the file it reads.
     text = (REPO / "src" / "omnicell" / "_version.py").read_text()
-    assert re.search(r'__version__ = "([^"]+)"', text).group(1) == omnicell.__version__
     assert re.search(r'^__version__ = "(.*)"$', text, re.MULTILINE).group(1) == omnicell.__version__
+
+
+def test_conda_recipe_pins_the_package_version():
+    """bioconda recipes spell the version out (the sdist URL needs it before anything is unpacked)."""
+    recipe = (WRAPPERS / "conda" / "meta.yaml").read_text()
+    assert re.findall(r'^\{% set version = "([^"]+)" %\}$', recipe, re.MULTILINE) == [omnicell.__version__]
+    assert re.search(r"^\s*version: \{\{ version \}\}$", recipe, re.MULTILINE)
 
 
 def test_conda_recipe_requires_what_pyproject_requires():
