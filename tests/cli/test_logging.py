@@ -76,7 +76,8 @@ def test_slow_work_logs_every_30_seconds(log_lines, monkeypatch):
     lines = [record.getMessage() for record in log_lines.records if record.getMessage().startswith("slow")]
     # the clock reads 0 at the start and 7 s more at each update: a line once 30 s have passed since
     # the last one (updates 5, 10, 15, 20); close() adds none, the last update was logged
-    assert lines == [f"slow: {n}/10,000 steps (0%) in {7 * n:.1f} s" for n in (5, 10, 15, 20)]
+    expected = [f"slow: {n}/10,000 steps (0%) in {7 * n:.1f} s, {n / (7 * n):,.1f} steps/s" for n in (5, 10, 15, 20)]
+    assert lines == expected
 
 
 def test_interactive_terminal_gets_a_bar_and_no_log(log_lines, monkeypatch):
