@@ -39,9 +39,8 @@ CUDA = f"quay.io/omnicell/omnicell:{VERSION}-cuda"
 # Checks that cannot pass offline, whatever a module says: they resolve its container with `nextflow inspect` or
 # look the package up on anaconda.org (omnicell is not on bioconda yet).
 NETWORK_CHECKS = {"docker_tag", "singularity_tag", "bioconda_version"}
-# nf-core/tools 4.2.1 warns on every label outside its list of seven, but its own pipeline template gives GPUs to
-# processes by the `process_gpu` label (conf/base.config), and nf-core's GPU modules carry it beside a standard one.
-ACCEPTED = {("process_standard_label", "Non-standard labels found: `process_gpu`")}
+# nf-core/tools 4.2.1 warns on every label outside its seven standard ones (`process_gpu` included), so the GPU
+# modules carry a standard label only and take a GPU from the task's `accelerator` directive; nothing else is accepted.
 
 
 def _schema(relative: str) -> dict:
@@ -98,8 +97,7 @@ def test_module_follows_nfcore_conventions(module):
     assert parsed.process == f"OMNICELL_{module.name.upper()}"
     labels = re.findall(r"^\s*label '(\w+)'", text, re.MULTILINE)
     standard = {"process_single", "process_low", "process_medium", "process_high", "process_long"}
-    assert len(set(labels) & standard) == 1
-    assert ("process_gpu" in labels) == (module.name in GPU_MODULES)
+    assert len(labels) == 1 and labels[0] in standard
     assert "task.ext.args ?: ''" in parsed.script and "task.ext.prefix ?:" in parsed.script
     assert "versions.yml" not in text  # versions come from the `versions` topic
     assert parsed.versions == [("versions_omnicell", "omnicell", "omnicell --version | sed 's/^omnicell //'")]
@@ -259,10 +257,8 @@ def test_nfcore_linter_accepts_the_modules_and_subworkflow():
         pytest.skip(f"nf-core/tools cannot be installed from PyPI here: {output[-500:]}")
     assert "Tests Passed" in output, output[-3000:]
     results = _lint_results(output)
-    left = [r for r in results if r[2] not in NETWORK_CHECKS and (r[2], r[3]) not in ACCEPTED]
+    left = [r for r in results if r[2] not in NETWORK_CHECKS]
     assert not left, "\n".join(" ".join(r) for r in left)
-    # the accepted label warning is there for the GPU modules only, and each lint run covered every component
-    labelled = {component for _, component, check, _ in results if check == "process_standard_label"}
-    assert labelled == {f"omnicell/{name}" for name in GPU_MODULES}
+    # each lint run covered every component
     summary = re.findall(r"\[✔\]\s+(\d+) Tests Passed", output)
     assert len(summary) == 2 and all(int(count) > 0 for count in summary)

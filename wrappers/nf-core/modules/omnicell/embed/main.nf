@@ -1,7 +1,6 @@
 process OMNICELL_EMBED {
     tag "$meta.id"
     label 'process_medium'
-    label 'process_gpu'
 
     conda "${moduleDir}/environment.yml"
     container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
