@@ -30,13 +30,27 @@ def resolve(target: str | Callable) -> Callable:
 
 
 @dataclasses.dataclass(frozen=True)
-class Tool:
-    """A command that runs one ``oc.tl`` function on the input and writes the result."""
+class _Command:
+    """What every command of the table has: its name, its function (named or given) and a one-line summary."""
 
     name: str
     #: The function, or its name under omnicell (``"tl.embed_genes"``), imported when the command is parsed.
     target: str | Callable
     summary: str
+
+    @property
+    def function(self) -> Callable:
+        return resolve(self.target)
+
+    @property
+    def function_name(self) -> str:
+        return _target_name(self.target)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tool(_Command):
+    """A command that runs one ``oc.tl`` function on the input and writes the result."""
+
     #: Usage examples for the help: the command's arguments after ``omnicell NAME`` (each must parse).
     examples: tuple[str, ...] = ()
     skip: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -50,32 +64,13 @@ class Tool:
     #: word names the model in the help and the result line ("fine-tuned"); empty: -o is the data.
     checkpoint: str = ""
 
-    @property
-    def function(self) -> Callable:
-        return resolve(self.target)
-
-    @property
-    def function_name(self) -> str:
-        return _target_name(self.target)
-
 
 @dataclasses.dataclass(frozen=True)
-class Figure:
+class Figure(_Command):
     """A ``plot FIGURE`` subcommand drawing one ``oc.pl`` function into the -o file."""
 
-    name: str
-    target: str | Callable
-    summary: str
     examples: tuple[str, ...] = ()
     skip: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-    @property
-    def function(self) -> Callable:
-        return resolve(self.target)
-
-    @property
-    def function_name(self) -> str:
-        return _target_name(self.target)
 
 
 def _uns_table(function: str, field: str) -> Callable[[Any, Any, dict], pd.DataFrame]:
