@@ -83,7 +83,7 @@ nb_output_stderr = "remove"  # progress bars and library notices on stderr are n
 
 # -- Autodoc, autosummary, napoleon ------------------------------------------------------------------
 
-API_MODULES = ["pp", "tl", "pl", "get", "datasets", "models", "model", "data"]  # the subpackages api.md documents
+API_MODULES = ["pp", "tl", "pl", "get", "datasets", "models", "nn", "data"]  # the subpackages api.md documents
 
 autosummary_generate = True
 autosummary_imported_members = False
