@@ -11,6 +11,8 @@ then flattened as Galaxy does (newlines become spaces) and run with bash in a jo
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -265,3 +267,35 @@ def run(job: Job, *, timeout: float = 300) -> subprocess.CompletedProcess:
         if attributes.get("assert_list"):
             verify_assertions(path.read_bytes(), attributes["assert_list"], attributes.get("decompress", False))
     return result
+
+
+_ENDS_COMMAND = {"&&", "||", "|", ";", "&"}
+
+
+def omnicell_calls(command: str) -> list[list[str]]:
+    """The words after ``omnicell`` of each ``omnicell`` call in a rendered (one-line) command.
+
+    Calls are cut at shell operators (``&&``, ``|``...); the words of a ``$(...)`` inside a call are not the call's,
+    and an ``omnicell`` call inside one (``folder=$(omnicell models download ...)``) is a call of its own.
+    """
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    calls: list[list[str]] = []
+    # per nesting level: None at the start of a simple command, the call's word list, or False (another program)
+    stack: list[list[str] | bool | None] = [None]
+    for word in lexer:
+        if word == "(":
+            stack.append(None)
+        elif word == ")":
+            stack.pop()
+        elif word in _ENDS_COMMAND:
+            stack[-1] = None
+        elif stack[-1] is None:
+            if word == "omnicell":
+                stack[-1] = []
+                calls.append(stack[-1])
+            elif "=" not in word:  # an assignment (x=$(...)) is not the command's name
+                stack[-1] = False
+        elif isinstance(stack[-1], list) and not re.fullmatch(r"[<>&|0-9]+", word):  # redirections are not words
+            stack[-1].append(word)
+    return calls

@@ -7,6 +7,7 @@ test's own output assertions (``has_h5_keys``, ``has_n_lines``, image checks...)
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import re
@@ -65,6 +66,41 @@ def test_commands_render_for_galaxy_names(tmp_path):
     tool, source, test = next(case.values for case in CASES if case.id == "omnicell_embed-0")
     job = _galaxy.prepare(tool, source, test, tmp_path)
     assert "dataset_1.dat" in job.command and "input.h5ad" in job.command
+
+
+def _shown_options(parser: argparse.ArgumentParser, words: list[str]) -> tuple[str, set[str]]:
+    """The (sub)command the words call and the options its ``--help`` shows (hidden aliases left out)."""
+    path = []
+    while True:
+        commands = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+        name = next((word for word in words if not word.startswith("-")), None)
+        if name not in commands:
+            break
+        path.append(name)
+        parser = commands[name]
+        words = words[words.index(name) + 1 :]
+    shown = {o for a in parser._actions if a.help is not argparse.SUPPRESS for o in a.option_strings}
+    return " ".join(path), shown
+
+
+def test_commands_use_only_the_options_their_help_shows(tmp_path):
+    """Each test's rendered command passes each omnicell command only options shown in its --help: no hidden alias
+    (--seed, --n-genes...) and no option the command accepts only to ignore it (--device where no model runs)."""
+    from omnicell.cli import build_parser
+
+    parser = build_parser()
+    used = []
+    for index, (tool, source, test) in enumerate(case.values for case in CASES):
+        (tmp_path / str(index)).mkdir()
+        job = _galaxy.prepare(tool, source, test, tmp_path / str(index))
+        calls = _galaxy.omnicell_calls(job.command)
+        assert calls, f"{tool.name}: no omnicell call in {job.command}"
+        for words in calls:
+            command, shown = _shown_options(parser, words)
+            options = {word.split("=")[0] for word in words if re.match(r"--?[A-Za-z]", word)}
+            assert options <= shown, f"{tool.name} test {test.test_index}: omnicell {command} {sorted(options - shown)}"
+            used.append(command)
+    assert {"embed", "embed-genes", "plot markers", "merge", "models convert"} <= set(used)
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="the tools' commands are bash")
