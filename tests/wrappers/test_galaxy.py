@@ -7,7 +7,6 @@ test's own output assertions (``has_h5_keys``, ``has_n_lines``, image checks...)
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import re
@@ -24,6 +23,7 @@ pytest.importorskip("galaxy.tool_util", reason="galaxy-tool-util is in the test 
 from galaxy.tool_util.parser import get_tool_source
 
 import _galaxy_tool as _galaxy  # tests/ is on the path (pyproject: pythonpath)
+from _helpers import shown_options
 
 GALAXY = Path(__file__).resolve().parents[2] / "wrappers" / "galaxy"
 TOOLS = _galaxy.tool_files(GALAXY)
@@ -68,21 +68,6 @@ def test_commands_render_for_galaxy_names(tmp_path):
     assert "dataset_1.dat" in job.command and "input.h5ad" in job.command
 
 
-def _shown_options(parser: argparse.ArgumentParser, words: list[str]) -> tuple[str, set[str]]:
-    """The (sub)command the words call and the options its ``--help`` shows (hidden aliases left out)."""
-    path = []
-    while True:
-        commands = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
-        name = next((word for word in words if not word.startswith("-")), None)
-        if name not in commands:
-            break
-        path.append(name)
-        parser = commands[name]
-        words = words[words.index(name) + 1 :]
-    shown = {o for a in parser._actions if a.help is not argparse.SUPPRESS for o in a.option_strings}
-    return " ".join(path), shown
-
-
 def test_commands_use_only_the_options_their_help_shows(tmp_path):
     """Each test's rendered command passes each omnicell command only options shown in its --help: no hidden alias
     (--seed, --n-genes...) and no option the command accepts only to ignore it (--device where no model runs)."""
@@ -96,7 +81,7 @@ def test_commands_use_only_the_options_their_help_shows(tmp_path):
         calls = _galaxy.omnicell_calls(job.command)
         assert calls, f"{tool.name}: no omnicell call in {job.command}"
         for words in calls:
-            command, shown = _shown_options(parser, words)
+            command, shown = shown_options(parser, words)
             options = {word.split("=")[0] for word in words if re.match(r"--?[A-Za-z]", word)}
             assert options <= shown, f"{tool.name} test {test.test_index}: omnicell {command} {sorted(options - shown)}"
             used.append(command)
@@ -112,7 +97,7 @@ def test_command_templates_use_only_the_options_their_help_shows():
     for tool in TOOLS:
         template = get_tool_source(str(tool)).parse_command()  # macros expanded; Cheetah directives are # comments
         for words in _galaxy.omnicell_calls(template):
-            command, shown = _shown_options(parser, words)
+            command, shown = shown_options(parser, words)
             if command == "plot":
                 continue
             options = {word.split("=")[0] for word in words if re.match(r"--?[A-Za-z]", word)}

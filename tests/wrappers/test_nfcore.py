@@ -25,6 +25,7 @@ jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the test
 
 import _nfcore_module as nf  # noqa: E402  (tests/ is on the path: pyproject's pythonpath)
 import _nfcore_snapshot as snap  # noqa: E402
+from _helpers import shown_options  # noqa: E402
 
 NFCORE = Path(__file__).resolve().parents[2] / "wrappers" / "nf-core"
 MODULES = sorted(path.parent for path in (NFCORE / "modules").glob("*/*/main.nf"))
@@ -262,3 +263,18 @@ def test_nfcore_linter_accepts_the_modules_and_subworkflow():
     # each lint run covered every component
     summary = re.findall(r"\[✔\]\s+(\d+) Tests Passed", output)
     assert len(summary) == 2 and all(int(count) > 0 for count in summary)
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.name)
+def test_module_passes_only_the_options_its_command_shows(module):
+    """The script's omnicell call uses only options its command's --help shows: no hidden alias (--seed, --n-genes)
+    and no option the command accepts only to ignore it (--threads or --device where no model runs)."""
+    from omnicell.cli import build_parser
+
+    text = (module / "main.nf").read_text(encoding="utf-8")
+    script = text[text.index("script:") : text.index("stub:")]
+    command = re.search(r"omnicell ([a-z][a-z-]*)", script).group(1)
+    options = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", script))
+    name, shown = shown_options(build_parser(), [command])
+    assert name == command
+    assert options <= shown, f"omnicell {command}: {sorted(options - shown)}"

@@ -29,7 +29,6 @@ process OMNICELL_GENEMODULES {
     omnicell gene-modules \\
         ${h5ad} \\
         -o ${prefix}.${suffix} \\
-        --threads ${task.cpus} \\
         ${args}
     """
 

@@ -27,7 +27,6 @@ process OMNICELL_MERGE {
     omnicell merge \\
         ${shards} \\
         -o ${prefix}.h5ad \\
-        --threads ${task.cpus} \\
         ${args}
     """
 

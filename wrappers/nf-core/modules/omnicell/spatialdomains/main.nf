@@ -29,7 +29,6 @@ process OMNICELL_SPATIALDOMAINS {
     omnicell spatial-domains \\
         ${h5ad} \\
         -o ${prefix}.${suffix} \\
-        --threads ${task.cpus} \\
         ${args}
     """
 
