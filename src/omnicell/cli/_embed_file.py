@@ -158,10 +158,10 @@ def embed_to_file(
             source, measurement=measurement, x_layer=x_layer, obs_filter=obs_filter, obs_columns=obs_columns,
             obsm_keys=[options.get("spatial_key", keys.SPATIAL)] if spatial else (),
         )  # fmt: skip
-        resolve_model(model)  # loaded (and cached) before the clock starts
+        loaded = resolve_model(model)  # loaded before the clock starts
         started = time.perf_counter()
         plan = plan_tokenized(
-            adata, model, batch_size=batch_size, device=context.device, precision=precision, tokenize_options=options
+            adata, loaded, batch_size=batch_size, device=context.device, precision=precision, tokenize_options=options
         )
         width = embedding_width(plan, projection)
         rows = shard_slice(plan.n_obs, context.rank, context.world_size)
