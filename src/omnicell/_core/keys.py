@@ -61,3 +61,12 @@ PROPORTIONS = "omnicell_proportions"
 
 DOMINANT_TYPE = "omnicell_dominant_type"
 """``obs`` column of each spot's dominant cell type (``oc.tl.deconvolve``)."""
+
+PERTURB = "omnicell_perturb"
+"""Default key of gene perturbations (``oc.tl.perturb_genes``) in ``obsm``, ``layers``, ``uns`` (and ``obs``)."""
+
+NICHE_PERTURB = "omnicell_niche_perturb"
+"""Default key of niche perturbations (``oc.tl.perturb_niche``), with the same slots as :data:`PERTURB`."""
+
+SHIFT_SUFFIX = "_shift"
+"""``obs[key + SHIFT_SUFFIX]``: cosine distance between a cell's embedding before and after a perturbation."""

@@ -112,13 +112,6 @@ class InferencePlan:
         forward pass uses autocast when planned, so callers pool in float32 outside it.
         """
         first, stop, _ = (cells or slice(None)).indices(self.n_obs)
-        network = self.model.network
-        network.to(self.device).eval()
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.autocast_dtype)
-            if self.autocast_dtype is not None
-            else contextlib.nullcontext()
-        )
         progress = track_progress(total=max(stop - first, 0), unit="cells", desc=description)
         with torch.inference_mode(), progress:
             batches = device_batches(
@@ -130,16 +123,31 @@ class InferencePlan:
                 num_workers=self.num_workers,
             )
             for focal, batch, tensors in batches:
-                with autocast:
-                    output = network(
-                        tensors["tokens"],
-                        tensors["values"],
-                        tensors["positions"],
-                        tensors["padding_mask"],
-                        return_attention=return_attention,
-                    )
+                output = self.forward(tensors, return_attention=return_attention)
                 yield focal, batch, tensors, output
                 progress.update(int(np.count_nonzero((focal >= first) & (focal < stop))))
+
+    def forward(self, tensors: Mapping[str, torch.Tensor | None], *, return_attention: bool = False) -> ForwardOutput:
+        """One forward pass over ``tensors`` (:meth:`TokenBatch.to_torch` on the device), with the planned autocast.
+
+        For callers that build or edit their own batches (e.g. in-silico perturbation); run it under
+        ``torch.inference_mode``.
+        """
+        network = self.model.network
+        network.to(self.device).eval()
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            return network(
+                tensors["tokens"],
+                tensors["values"],
+                tensors["positions"],
+                tensors["padding_mask"],
+                return_attention=return_attention,
+            )
 
 
 def check_options(

@@ -26,12 +26,14 @@ from omnicell.data._model_tokenization import (
 )
 from omnicell.data._neighbors import graph_neighbors, spatial_knn
 from omnicell.data._selection import expressed_first
-from omnicell.data._softrank import soft_rank
+from omnicell.data._softrank import MASK_VALUE, SOFT_RANK_HIGH, soft_rank
 from omnicell.data._soma import is_soma_uri, read_soma
 from omnicell.data._vocab import SPECIAL_TOKENS, Vocabulary
 
 __all__ = [
+    "MASK_VALUE",
     "RELEASED_TOKENIZATION",
+    "SOFT_RANK_HIGH",
     "SPECIAL_TOKENS",
     "TOKENIZATION_FILE",
     "GeneMapping",

@@ -11,6 +11,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from omnicell.data._softrank import SOFT_RANK_HIGH
+
 __all__ = ["expressed_first"]
 
 
@@ -19,7 +21,7 @@ def expressed_first(
     n_fill: int,
     n_genes: int,
     *,
-    high: float = 5.0,
+    high: float = SOFT_RANK_HIGH,
     priority: np.ndarray | None = None,
     labels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -6,10 +6,16 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["soft_rank", "soft_rank_selected"]
+__all__ = ["MASK_VALUE", "SOFT_RANK_HIGH", "soft_rank", "soft_rank_selected"]
+
+SOFT_RANK_HIGH = 5.0
+"""A cell's highest soft rank (its most expressed genes); 0 is "not expressed". The released model's range."""
+
+MASK_VALUE = -1.0
+"""The input value of a masked gene token: the model predicts that gene's soft rank from the others."""
 
 
-def soft_rank(values: np.ndarray, *, high: float = 5.0) -> np.ndarray:
+def soft_rank(values: np.ndarray, *, high: float = SOFT_RANK_HIGH) -> np.ndarray:
     """Soft rank of each row of ``values`` (cells x genes) into ``[0, high]``.
 
     A cell's distinct values, with 0 always counted as one, are sorted into ``n`` levels; level
@@ -54,7 +60,9 @@ def soft_rank(values: np.ndarray, *, high: float = 5.0) -> np.ndarray:
     return result
 
 
-def soft_rank_selected(block: sp.csr_matrix, lookup: np.ndarray, n_selected: int, *, high: float = 5.0) -> np.ndarray:
+def soft_rank_selected(
+    block: sp.csr_matrix, lookup: np.ndarray, n_selected: int, *, high: float = SOFT_RANK_HIGH
+) -> np.ndarray:
     """:func:`soft_rank` of selected columns of ``block``, without selecting them first.
 
     Column ``c`` of ``block`` is output column ``lookup[c]`` (-1: not selected); the result is

@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from omnicell.data import TokenBatch
+from omnicell.data import MASK_VALUE, TokenBatch
 
 __all__ = ["MaskedBatch", "MaskingConfig", "StageKind", "mask_batch"]
 
@@ -65,7 +65,7 @@ class MaskingConfig:
     zero: float = 0.1
     neighbor_nonzero: float = 0.05
     neighbor_zero: float = 0.0
-    mask_value: float = -1.0
+    mask_value: float = MASK_VALUE
 
     def __post_init__(self) -> None:
         for name in ("nonzero", "zero", "neighbor_nonzero", "neighbor_zero"):
