@@ -32,6 +32,7 @@ from omnicell.nn import pool_cells
 __all__ = [
     "N_FOLDS",
     "Encoded",
+    "concat_batches",
     "cosine_distance",
     "decoding_folds",
     "encode",
@@ -70,6 +71,23 @@ def take_rows(batch: TokenBatch, rows: np.ndarray | slice) -> TokenBatch:
         n_blocks=batch.n_blocks,
         padding_mask=None if batch.padding_mask is None else batch.padding_mask[rows],
     )
+
+
+def concat_batches(batches: list[TokenBatch]) -> TokenBatch:
+    """The sequences of ``batches`` (same layout) one after the other."""
+    padded = any(batch.padding_mask is not None for batch in batches)
+    return TokenBatch(
+        tokens=np.concatenate([batch.tokens for batch in batches]),
+        values=np.concatenate([batch.values for batch in batches]),
+        positions=None if batches[0].positions is None else np.concatenate([batch.positions for batch in batches]),
+        cell_index=np.concatenate([batch.cell_index for batch in batches]),
+        n_blocks=batches[0].n_blocks,
+        padding_mask=np.concatenate([_real(batch) for batch in batches]) if padded else None,
+    )
+
+
+def _real(batch: TokenBatch) -> np.ndarray:
+    return np.ones(batch.tokens.shape, dtype=bool) if batch.padding_mask is None else batch.padding_mask
 
 
 def focal_candidates(lookup: np.ndarray, batch: TokenBatch) -> np.ndarray:

@@ -84,8 +84,8 @@ class InferencePlan:
     def precision(self) -> str:
         return "float32" if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch.")
 
-    def token_batch(self, focal: np.ndarray) -> TokenBatch:
-        """Model inputs for the ``focal`` cells (with their neighbours in spatial mode)."""
+    def token_batch(self, focal: np.ndarray, neighborhood: np.ndarray | None = None) -> TokenBatch:
+        """Model inputs for the ``focal`` cells (with their neighbours in spatial mode, or ``neighborhood``)."""
         return batch_for_cells(
             self.matrix,
             focal,
@@ -98,6 +98,7 @@ class InferencePlan:
             zero_fill=self.zero_fill,
             n_genes=self.n_genes,
             where=self.where,
+            neighborhood=neighborhood,
         )
 
     def batches(

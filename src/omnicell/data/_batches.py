@@ -161,6 +161,7 @@ def batch_for_cells(
     zero_fill: np.ndarray | None = None,
     n_genes: int | None = None,
     where: str = "The expression matrix",
+    neighborhood: np.ndarray | None = None,
 ) -> TokenBatch:
     """The sequences of the ``focal`` cells (with their neighbours in spatial mode).
 
@@ -184,8 +185,13 @@ def batch_for_cells(
         into ``columns``, in order), up to ``n_genes``; see :func:`expressed_first`.
     where
         How to name the matrix in error messages.
+    neighborhood
+        (len(focal), k) neighbours to read instead of ``neighbors[focal]`` (an edited neighbourhood).
     """
-    members = focal[:, None] if neighbors is None else np.concatenate([focal[:, None], neighbors[focal]], 1)
+    if neighborhood is not None:
+        members = np.concatenate([focal[:, None], neighborhood], 1)
+    else:
+        members = focal[:, None] if neighbors is None else np.concatenate([focal[:, None], neighbors[focal]], 1)
     present = members >= 0
     cells, inverse = np.unique(members[present], return_inverse=True)
     windows = np.full(members.shape, -1, dtype=np.int64)

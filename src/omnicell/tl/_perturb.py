@@ -7,7 +7,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -28,6 +28,7 @@ from omnicell._core.groups import group_codes
 from omnicell._core.provenance import get_record, write_record
 from omnicell._engine.perturb import (
     N_FOLDS,
+    concat_batches,
     cosine_distance,
     decoding_folds,
     encode,
@@ -36,7 +37,7 @@ from omnicell._engine.perturb import (
     take_rows,
 )
 from omnicell._engine.plan import InferencePlan, Precision, plan_tokenized, restore_on_error
-from omnicell.data import SOFT_RANK_HIGH
+from omnicell.data import SOFT_RANK_HIGH, TokenBatch
 from omnicell.models import OmniCellModel
 from omnicell.tl._gene_states import gene_index
 
@@ -374,23 +375,30 @@ def perturb_genes(
         targets = position.get_indexer(names)
         tokenised = targets[targets >= 0]
         rows = np.flatnonzero(selected)
-        levels, n_token_cells = mean_levels(plan, index.lookup, rows, len(index))
+        levels = mean_levels(plan, index.lookup, rows, len(index), level)
         if not len(tokenised):
             warnings.warn(
                 f"None of {names} is among the tokenised genes: nothing is perturbed.", UserWarning, stacklevel=2
             )
         rng = np.random.default_rng(seed)
-        draws = level_matched_draws(levels, tokenised, n_null, rng) if len(tokenised) else [tokenised] * n_null
+        draws = level_matched_draws(levels.mean, tokenised, n_null, rng) if len(tokenised) else [tokenised] * n_null
         states = [tokenised, *draws]
-        run = run_gene_states(plan, index.lookup, len(index), rows, codes, len(labels), states, level, seed, basis)
+
+        def edit(state, focal, batch, candidates):
+            edited = np.where(np.isin(candidates, states[state]) & (candidates >= 0), np.float32(level), batch.values)
+            changed = edited != batch.values
+            affected = np.flatnonzero(changed.any(1))
+            return affected, dataclasses.replace(take_rows(batch, affected), values=edited[affected]), changed[affected]
+
+        run = run_states(plan, index.lookup, len(index), rows, codes, len(labels), len(states), edit, seed, basis)
     effects, shifts = effect_tables(run.sums, states, index.names, labels, tokenised)
     gene_table = pd.DataFrame(
         {
             "gene": names,
             "tokenized": targets >= 0,
-            "n_cells": np.where(targets >= 0, n_token_cells[np.maximum(targets, 0)], 0).astype(np.int64),
-            "n_perturbed": [int(run.n_perturbed.get(int(t), 0)) for t in targets],
-            "mean_level": np.where(targets >= 0, levels[np.maximum(targets, 0)], np.nan),
+            "n_cells": np.where(targets >= 0, levels.n_cells[np.maximum(targets, 0)], 0).astype(np.int64),
+            "n_perturbed": np.where(targets >= 0, levels.n_changed[np.maximum(targets, 0)], 0).astype(np.int64),
+            "mean_level": np.where(targets >= 0, levels.mean[np.maximum(targets, 0)], np.nan),
         }
     )
     params = {
@@ -433,27 +441,40 @@ def perturb_genes(
     return finish(container, adata, copy=copy)
 
 
-def mean_levels(plan: InferencePlan, lookup: np.ndarray, rows: np.ndarray, n_genes: int) -> tuple[np.ndarray, ...]:
-    """Mean input soft rank of every tokenised gene over the cells ``rows`` (0 where not a token).
-
-    Also returns in how many of the cells each gene is a token.
-    """
-    sums, present = np.zeros(n_genes), np.zeros(n_genes, dtype=np.int64)
+def mean_levels(
+    plan: InferencePlan, lookup: np.ndarray, rows: np.ndarray, n_genes: int, level: float, *, neighbors: bool = False
+) -> GeneLevels:
+    """Input levels of every tokenised gene over the cells ``rows`` (their neighbours' with ``neighbors``)."""
+    sums = np.zeros(n_genes)
+    present, changed = np.zeros(n_genes, dtype=np.int64), np.zeros(n_genes, dtype=np.int64)
     for start in range(0, len(rows), plan.batch_size):
         batch = plan.token_batch(rows[start : start + plan.batch_size])
-        candidates = focal_candidates(lookup, batch)
+        blocks = batch.cell_index >= 1 if neighbors else batch.cell_index == 0
+        candidates = np.where(blocks, lookup[np.clip(batch.tokens, 0, len(lookup) - 1)], -1)
         slot = candidates >= 0
         np.add.at(sums, candidates[slot], batch.values[slot])
-        np.add.at(present, candidates[slot], 1)
-    return sums / len(rows), present
+        for counts, where in ((present, slot), (changed, slot & (batch.values != np.float32(level)))):
+            b, t = np.nonzero(where)
+            cells = np.unique(b * n_genes + candidates[b, t]) % n_genes  # each cell once per gene
+            np.add.at(counts, cells, 1)
+    return GeneLevels(mean=sums / len(rows), n_cells=present, n_changed=changed)
 
 
 @dataclasses.dataclass
-class GeneRun:
+class GeneLevels:
+    mean: np.ndarray  # mean input over the cells (0 where not a token)
+    n_cells: np.ndarray  # cells holding the gene as a token
+    n_changed: np.ndarray  # cells where setting the gene to the level changes the input
+
+
+@dataclasses.dataclass
+class StateRun:
+    """What :func:`run_states` gathers: the sums behind the tables and the observed state's per-cell results."""
+
     sums: EffectSums
     shift: np.ndarray
     embedding: np.ndarray
-    n_perturbed: dict[int, int]
+    before: np.ndarray
     entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
     def layer(self, var_rows: np.ndarray, n_vars: int) -> sp.csr_matrix:
@@ -468,67 +489,78 @@ class GeneRun:
         return matrix
 
 
-def run_gene_states(
+Edit = Callable[[int, np.ndarray, TokenBatch, np.ndarray], tuple[np.ndarray, TokenBatch, np.ndarray | None]]
+"""``edit(state, focal rows, their batch, focal candidates)`` -> (affected sequences, their edited batch, slots
+held fixed (never masked) or None)."""
+
+
+def run_states(
     plan: InferencePlan,
     lookup: np.ndarray,
     n_genes: int,
     rows: np.ndarray,
     codes: np.ndarray,
     n_groups: int,
-    states: list[np.ndarray],
-    level: float,
+    n_states: int,
+    edit: Edit,
     seed: int,
     basis: torch.Tensor | None,
-) -> GeneRun:
-    """Encode the ``rows`` once unperturbed, then each state (genes set to ``level``) in the cells it changes."""
+    *,
+    niche: bool = False,
+) -> StateRun:
+    """Encode the ``rows`` once unperturbed, then every state's edit in the cells it changes.
+
+    State 0 is the observed perturbation, the others null draws. A slot held fixed is the intervention:
+    its change is its edited input minus its input. The embedding is the focal cell's, or with ``niche``
+    the mean over its window's blocks.
+    """
     width = plan.model.config.d_model if basis is None else basis.shape[1]
-    sums = EffectSums.zeros(len(states), n_groups, n_genes)
+    sums = EffectSums.zeros(n_states, n_groups, n_genes)
     shift = np.full(plan.n_obs, np.nan)
     embedding = np.full((plan.n_obs, width), np.nan, dtype=np.float32)
-    n_perturbed: dict[int, int] = {}
+    unperturbed = np.full((plan.n_obs, width), np.nan, dtype=np.float32)
     entries = []
+
+    def pooled(window: np.ndarray) -> np.ndarray:
+        return np.nanmean(window, axis=1) if niche else window[:, 0]
+
     for start in range(0, len(rows), plan.batch_size):
         focal = rows[start : start + plan.batch_size]
         batch = plan.token_batch(focal)
         candidates = focal_candidates(lookup, batch)
         folds = decoding_folds(batch, focal, seed)
         before = encode(plan, batch, folds, basis=basis)
+        before_embedding = pooled(before.window)
         groups = codes[focal]
         sums.add_cells(groups, candidates)
-        edits = []
-        for genes in states:
-            edited = np.where(np.isin(candidates, genes) & (candidates >= 0), np.float32(level), batch.values)
-            changed = edited != batch.values
-            edits.append((edited, changed, np.flatnonzero(changed.any(1))))
+        edits = [edit(state, focal, batch, candidates) for state in range(n_states)]
         # Every state's affected cells in one encoding: full passes rather than one small pass per state.
-        which = np.concatenate([affected for _, _, affected in edits])
-        edited_batch = dataclasses.replace(
-            take_rows(batch, which), values=np.concatenate([edited[affected] for edited, _, affected in edits])
+        which = np.concatenate([affected for affected, _, _ in edits])
+        kept = np.concatenate(
+            [np.zeros(part.tokens.shape, dtype=bool) if keep is None else keep for _, part, keep in edits]
         )
-        kept_all = np.concatenate([changed[affected] for _, changed, affected in edits])
-        after_all = encode(plan, edited_batch, folds[which], keep=kept_all, basis=basis)
-        offsets = np.cumsum([0] + [len(affected) for _, _, affected in edits])
-        for state, (genes, (edited, changed, affected)) in enumerate(zip(states, edits, strict=True)):
+        after = encode(plan, concat_batches([part for _, part, _ in edits]), folds[which], keep=kept, basis=basis)
+        offsets = np.cumsum([0] + [len(affected) for affected, _, _ in edits])
+        for state, (affected, part, _) in enumerate(edits):
             change = np.zeros(batch.values.shape, dtype=np.float32)
-            after_embedding = before.window[:, 0].copy()
+            after_embedding = before_embedding.copy()
             if len(affected):
-                part = slice(offsets[state], offsets[state + 1])
-                kept = changed[affected]
-                decoded_before = np.where(kept, batch.values[affected], before.decoded[affected])
-                decoded_after = np.where(kept, edited[affected], after_all.decoded[part])
+                own = slice(offsets[state], offsets[state + 1])
+                fixed = kept[own]
+                decoded_before = np.where(fixed, batch.values[affected], before.decoded[affected])
+                decoded_after = np.where(fixed, part.values, after.decoded[own])
                 change[affected] = np.where(candidates[affected] >= 0, decoded_after - decoded_before, 0.0)
-                after_embedding[affected] = after_all.window[part, 0]
-            cell_shift = cosine_distance(before.window[:, 0], after_embedding)
+                after_embedding[affected] = pooled(after.window[own])
+            cell_shift = cosine_distance(before_embedding, after_embedding)
             sums.add_state(state, groups, candidates, change, cell_shift)
             if state == 0:
                 inside = groups >= 0
-                sums.n_affected += np.bincount(groups[inside & changed.any(1)], minlength=n_groups)
+                hit = np.zeros(len(focal), dtype=bool)
+                hit[affected] = True
+                sums.n_affected += np.bincount(groups[inside & hit], minlength=n_groups)
                 shift[focal] = cell_shift
                 embedding[focal] = after_embedding
-                for gene in genes:
-                    n_perturbed[int(gene)] = n_perturbed.get(int(gene), 0) + int(
-                        (changed & (candidates == gene)).any(1).sum()
-                    )
+                unperturbed[focal] = before_embedding
                 b, t = np.nonzero(candidates[affected] >= 0)
                 entries.append((focal[affected][b], candidates[affected][b, t], change[affected][b, t]))
-    return GeneRun(sums=sums, shift=shift, embedding=embedding, n_perturbed=n_perturbed, entries=entries)
+    return StateRun(sums=sums, shift=shift, embedding=embedding, before=unperturbed, entries=entries)
