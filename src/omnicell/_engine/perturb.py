@@ -35,6 +35,7 @@ __all__ = [
     "concat_batches",
     "cosine_distance",
     "decoding_folds",
+    "distance_matched",
     "encode",
     "focal_candidates",
     "level_matched_draws",
@@ -191,3 +192,34 @@ def level_matched_draws(
             chosen.append(int(rng.choice(pool)))
         draws.append(np.asarray(chosen, dtype=np.int64))
     return draws
+
+
+def distance_matched(
+    coordinates: np.ndarray,
+    focal: int,
+    removed: np.ndarray,
+    pool: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    n_best: int = 1,
+) -> np.ndarray:
+    """For each ``removed`` neighbour of the cell at row ``focal``, a cell of ``pool`` at about its distance.
+
+    Each pick is the pool cell whose distance to the focal cell is closest to the removed neighbour's
+    (``n_best > 1``: one of that many closest, at random); a cell is picked once; ties go to a seeded
+    order; -1 when the pool is exhausted.
+    """
+    pool = rng.permutation(np.asarray(pool, dtype=np.int64))
+    distance = np.linalg.norm(coordinates[pool] - coordinates[focal], axis=1)
+    wanted = np.linalg.norm(coordinates[removed] - coordinates[focal], axis=1)
+    available = np.ones(len(pool), dtype=bool)
+    chosen = np.full(len(removed), -1, dtype=np.int64)
+    for i, target in enumerate(wanted):
+        gap = np.where(available, np.abs(distance - target), np.inf)
+        best = np.argsort(gap, kind="stable")[:n_best]
+        best = best[np.isfinite(gap[best])]
+        if len(best):
+            pick = best[0] if len(best) == 1 else rng.choice(best)
+            available[pick] = False
+            chosen[i] = pool[pick]
+    return chosen

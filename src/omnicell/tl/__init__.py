@@ -12,6 +12,7 @@ from omnicell.tl._gene_importance import gene_importance, importance_roc
 from omnicell.tl._gene_modules import gene_modules
 from omnicell.tl._marker_genes import marker_genes
 from omnicell.tl._perturb import perturb_genes
+from omnicell.tl._perturb_niche import perturb_niche
 from omnicell.tl._robustness import dropout_robustness
 from omnicell.tl._spatial_domains import neighborhood_average, spatial_domains
 
@@ -32,5 +33,6 @@ __all__ = [
     "marker_genes",
     "neighborhood_average",
     "perturb_genes",
+    "perturb_niche",
     "spatial_domains",
 ]

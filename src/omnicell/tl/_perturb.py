@@ -412,17 +412,42 @@ def perturb_genes(
         "projection": projection,
         "n_folds": N_FOLDS,
     }
+    write_results(
+        adata, "perturb_genes", run, plan, tables={"effects": effects, "shift": shifts, "genes": gene_table},
+        params=params, key_added=key_added, store_cells=store_cells, var_rows=index.var_rows,
+    )  # fmt: skip
+    logger.info(
+        "perturb_genes: %s %s in %d cells (%d affected), %d null draws, %.1fs; added .obs[%r], .obsm[%r]%s, .uns[%r]",
+        mode, ", ".join(names), len(rows), int(run.sums.n_affected.sum()), n_null, time.perf_counter() - started,
+        key_added + keys.SHIFT_SUFFIX, key_added, f", .layers[{key_added!r}]" if store_cells else "", key_added,
+    )  # fmt: skip
+    return finish(container, adata, copy=copy)
+
+
+def write_results(
+    adata: AnnData,
+    function: str,
+    run: StateRun,
+    plan: InferencePlan,
+    *,
+    tables: dict[str, pd.DataFrame],
+    params: dict,
+    key_added: str,
+    store_cells: bool,
+    var_rows: np.ndarray,
+) -> None:
+    """Write a perturbation's slots (``obs[key + '_shift']``, ``obsm``, ``layers``, ``uns``) and its record."""
     params = {key: value for key, value in params.items() if value is not None}
     adata.obs[key_added + keys.SHIFT_SUFFIX] = run.shift
     adata.obsm[key_added] = run.embedding
     if store_cells:
-        adata.layers[key_added] = run.layer(index.var_rows, adata.n_vars)
+        adata.layers[key_added] = run.layer(var_rows, adata.n_vars)
     else:
         adata.layers.pop(key_added, None)
-    adata.uns[key_added] = {"effects": effects, "shift": shifts, "genes": gene_table, "params": params}
+    adata.uns[key_added] = {**tables, "params": params}
     write_record(
         adata,
-        "perturb_genes",
+        function,
         {
             **params,
             "key_added": key_added,
@@ -433,19 +458,16 @@ def perturb_genes(
             **plan.model.identity(),
         },
     )
-    logger.info(
-        "perturb_genes: %s %s in %d cells (%d affected), %d null draws, %.1fs; added .obs[%r], .obsm[%r]%s, .uns[%r]",
-        mode, ", ".join(names), len(rows), int(run.sums.n_affected.sum()), n_null, time.perf_counter() - started,
-        key_added + keys.SHIFT_SUFFIX, key_added, f", .layers[{key_added!r}]" if store_cells else "", key_added,
-    )  # fmt: skip
-    return finish(container, adata, copy=copy)
 
 
 def mean_levels(
     plan: InferencePlan, lookup: np.ndarray, rows: np.ndarray, n_genes: int, level: float, *, neighbors: bool = False
 ) -> GeneLevels:
-    """Input levels of every tokenised gene over the cells ``rows`` (their neighbours' with ``neighbors``)."""
-    sums = np.zeros(n_genes)
+    """Input levels of every tokenised gene over the cells ``rows`` (their neighbours' with ``neighbors``).
+
+    The mean is per cell read (0 where the gene is not a token); the counts are of the focal cells.
+    """
+    sums, n_blocks = np.zeros(n_genes), 0
     present, changed = np.zeros(n_genes, dtype=np.int64), np.zeros(n_genes, dtype=np.int64)
     for start in range(0, len(rows), plan.batch_size):
         batch = plan.token_batch(rows[start : start + plan.batch_size])
@@ -453,11 +475,13 @@ def mean_levels(
         candidates = np.where(blocks, lookup[np.clip(batch.tokens, 0, len(lookup) - 1)], -1)
         slot = candidates >= 0
         np.add.at(sums, candidates[slot], batch.values[slot])
+        present_blocks = (batch.cell_index[:, :, None] == np.arange(batch.n_blocks)).any(1)
+        n_blocks += int(present_blocks[:, 1:].sum() if neighbors else present_blocks[:, 0].sum())
         for counts, where in ((present, slot), (changed, slot & (batch.values != np.float32(level)))):
             b, t = np.nonzero(where)
             cells = np.unique(b * n_genes + candidates[b, t]) % n_genes  # each cell once per gene
             np.add.at(counts, cells, 1)
-    return GeneLevels(mean=sums / len(rows), n_cells=present, n_changed=changed)
+    return GeneLevels(mean=sums / max(n_blocks, 1), n_cells=present, n_changed=changed)
 
 
 @dataclasses.dataclass
