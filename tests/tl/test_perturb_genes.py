@@ -104,6 +104,14 @@ def test_knockout_intervention_exact_zeros_and_h5ad(pbmc_tiny, tmp_path):
         pd.testing.assert_frame_equal(back.uns[KEY][name], adata.uns[KEY][name], check_dtype=False)
     assert list(back.uns[KEY]["params"]["genes"]) == [gene]
 
+    group = groups.iloc[0]
+    ranked = oc.get.perturbation_df(back, group, key=KEY)
+    assert set(ranked["group"]) == {group} and len(ranked) == (effects["group"] == group).sum()
+    assert (np.diff(ranked["pval"].to_numpy()[:-1]) >= 0).all() and ranked.iloc[-1]["gene"] == gene
+    assert len(oc.get.perturbation_df(back, key=KEY, include_perturbed=False)) == len(effects) - len(own)
+    with pytest.raises(ValueError, match="not in the perturbation"):
+        oc.get.perturbation_df(back, "nope", key=KEY)
+
 
 def test_results_do_not_depend_on_batch_size(pbmc_tiny):
     adata = pbmc_tiny
