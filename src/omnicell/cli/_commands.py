@@ -15,6 +15,8 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from omnicell.cli._options import LABELS_OR_ALL
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -88,6 +90,14 @@ def _marker_table(adata, returned, keywords) -> pd.DataFrame:
     return sc.get.rank_genes_groups_df(adata, None, key=keywords.get("key_added", "rank_genes_omnicell"))
 
 
+def _perturbation_table(adata, returned, keywords) -> pd.DataFrame:
+    from omnicell import get
+
+    function = "perturb_genes" if "mode" in keywords else "perturb_niche"
+    default = "omnicell_perturb" if function == "perturb_genes" else "omnicell_niche_perturb"
+    return get.perturbation_df(adata, key=keywords.get("key_added", default))
+
+
 def _proportions_table(adata, returned, keywords) -> pd.DataFrame:
     import pandas as pd
 
@@ -126,6 +136,35 @@ TOOLS: tuple[Tool, ...] = (
         examples=("embedded.h5ad -o markers.h5ad --groupby cell_type --n-genes 50 --table markers.tsv",),
         table=_marker_table,
         table_help="one row per group and gene, as scanpy's rank_genes_groups_df",
+    ),
+    Tool(
+        "perturb-genes",
+        "tl.perturb_genes",
+        "in-silico knockout / overexpression: per-gene effects against a null of random genes",
+        examples=(
+            "embedded.h5ad -o knockout.h5ad --genes CD79A,MS4A1 --groupby cell_type --table effects.tsv",
+            "embedded.h5ad -o up.h5ad --genes CD3E --mode overexpress --n-null 10",
+        ),
+        table=_perturbation_table,
+        table_help="one row per group and decoded gene, sorted by p-value (oc.get.perturbation_df)",
+    ),
+    Tool(
+        "perturb-niche",
+        "tl.perturb_niche",
+        "edit spatial neighbourhoods (remove / replace neighbours, knock genes out in them)",
+        examples=(
+            "embedded.h5ad -o niche.h5ad --replace-with L4 --groupby domain --table effects.tsv",
+            "embedded.h5ad -o niche.h5ad --knockout-in-neighbors Slc17a7 --n-null 10",
+        ),
+        table=_perturbation_table,
+        table_help="one row per group and decoded gene of the focal cells, sorted by p-value",
+        overrides={
+            "remove": {
+                **LABELS_OR_ALL,
+                "help": "labels of --groupby whose neighbours leave each window (space- or comma-separated, or "
+                "@FILE with one per line), or all for every neighbour",
+            },
+        },
     ),
     Tool(
         "expert-usage",

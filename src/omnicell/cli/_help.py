@@ -48,6 +48,11 @@ KEYWORD_HELP: dict[str | tuple[str, str], str] = {
     ("tl.benchmark", "embeddings"): "obsm keys to score, e.g. X_pca,X_omnicell",
     ("tl.fine_tune", "masking"): "JSON object overriding the stage's masking rates (keys nonzero, zero, "
     """neighbor_nonzero, neighbor_zero, mask_value), e.g. '{"nonzero": 0.2}'""",
+    ("tl.perturb_genes", "cells"): "obs names of the cells to perturb; none: all cells",
+    ("tl.perturb_niche", "cells"): "obs names of the focal cells; none: all cells",
+    ("tl.perturb_genes", "key_added"): "key of the results: obs key plus _shift, obsm, layers and uns keys",
+    ("tl.perturb_niche", "key_added"): "key of the results: obs key plus _shift (and _domain_before, "
+    "_domain_after), obsm, layers and uns keys",
     ("pl.proportions", "key"): "obsm key of the proportions (one column per cell type)",
     ("pl.marker_genes", "use_raw"): "plot the markers from .raw of the input; none: as they were computed",
 }

@@ -28,6 +28,7 @@ from omnicell.cli._hints import HintError, type_hint, union_members
 __all__ = [
     "DATA_FILES",
     "HIDDEN_ALIASES",
+    "LABELS_OR_ALL",
     "RENAMED",
     "SHARED",
     "add_function_options",
@@ -154,6 +155,14 @@ class _Items(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         flat = None if any(value is None for value in values) else [item for value in values for item in value]
         setattr(namespace, self.dest, flat)
+
+
+class _LabelsOrAll(_Items):
+    """A list of labels, or the word ``all`` alone for a keyword's ``True`` (e.g. every neighbour)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        flat = [item for value in values for item in value]
+        setattr(namespace, self.dest, True if flat == ["all"] else flat)
 
 
 def _json_value(text: str) -> Any:
@@ -336,3 +345,12 @@ def add_function_options(
             parser.add_argument(alias, help=argparse.SUPPRESS, **common)
         added.append(name)
     return added
+
+
+#: The spec of a keyword taking labels or ``True`` (``perturb-niche --remove L4,cc`` or ``--remove all``).
+LABELS_OR_ALL: dict[str, Any] = {
+    "type": _list_of(str, "labels"),
+    "action": _LabelsOrAll,
+    "nargs": "+",
+    "metavar": "LABEL",
+}
