@@ -100,8 +100,28 @@ def _tsv(path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t")
 
 
+PERTURBED_CELLS = list(sc.datasets.pbmc68k_reduced().obs_names[::70])  # 10 cells of several types
+
 # (command, its options, the Python call on the input AnnData, the --table it writes or None)
 PBMC_TOOLS = {
+    "perturb-genes": (
+        [
+            "--genes",
+            "LYZ,CD79A",
+            "--cells",
+            ",".join(PERTURBED_CELLS),
+            "--groupby",
+            "bulk_labels",
+            "--n-null",
+            "3",
+            "--batch-size",
+            "16",
+        ],
+        lambda a, m: oc.tl.perturb_genes(
+            a, ["LYZ", "CD79A"], cells=PERTURBED_CELLS, groupby="bulk_labels", n_null=3, batch_size=16, model=m
+        ),
+        lambda a: oc.get.perturbation_df(a),
+    ),
     "marker-genes": (
         ["--groupby", "bulk_labels", "--n-genes", "5", "--batch-size", "128", "--pts"],
         lambda a, m: oc.tl.marker_genes(a, "bulk_labels", m, n_genes=5, batch_size=128, pts=True),
@@ -228,7 +248,13 @@ def starmap_embedded(folder):
     return path
 
 
+NICHE_CELLS = list(ad.read_h5ad(STARMAP).obs_names[:160:20])
+
 SPATIAL_TOOLS = {
+    "perturb-niche": (
+        ["--replace-with", "L4", "--groupby", "domain", "--cells", ",".join(NICHE_CELLS), "--n-null", "2"],
+        lambda a, r: oc.tl.perturb_niche(a, cells=NICHE_CELLS, replace_with="L4", groupby="domain", n_null=2),
+    ),
     "spatial-domains": (
         ["--n-domains", "3", "--max-steps", "10"],
         lambda a, r: oc.tl.spatial_domains(a, n_domains=3, max_steps=10),

@@ -90,12 +90,13 @@ def _marker_table(adata, returned, keywords) -> pd.DataFrame:
     return sc.get.rank_genes_groups_df(adata, None, key=keywords.get("key_added", "rank_genes_omnicell"))
 
 
-def _perturbation_table(adata, returned, keywords) -> pd.DataFrame:
-    from omnicell import get
+def _perturbation_table(default_key: str) -> Callable[[Any, Any, dict], pd.DataFrame]:
+    def table(adata, returned, keywords) -> pd.DataFrame:
+        from omnicell import get
 
-    function = "perturb_genes" if "mode" in keywords else "perturb_niche"
-    default = "omnicell_perturb" if function == "perturb_genes" else "omnicell_niche_perturb"
-    return get.perturbation_df(adata, key=keywords.get("key_added", default))
+        return get.perturbation_df(adata, key=keywords.get("key_added", default_key))
+
+    return table
 
 
 def _proportions_table(adata, returned, keywords) -> pd.DataFrame:
@@ -145,7 +146,7 @@ TOOLS: tuple[Tool, ...] = (
             "embedded.h5ad -o knockout.h5ad --genes CD79A,MS4A1 --groupby cell_type --table effects.tsv",
             "embedded.h5ad -o up.h5ad --genes CD3E --mode overexpress --n-null 10",
         ),
-        table=_perturbation_table,
+        table=_perturbation_table("omnicell_perturb"),
         table_help="one row per group and decoded gene, sorted by p-value (oc.get.perturbation_df)",
     ),
     Tool(
@@ -156,7 +157,7 @@ TOOLS: tuple[Tool, ...] = (
             "embedded.h5ad -o niche.h5ad --replace-with L4 --groupby domain --table effects.tsv",
             "embedded.h5ad -o niche.h5ad --knockout-in-neighbors Slc17a7 --n-null 10",
         ),
-        table=_perturbation_table,
+        table=_perturbation_table("omnicell_niche_perturb"),
         table_help="one row per group and decoded gene of the focal cells, sorted by p-value",
         overrides={
             "remove": {
