@@ -8,6 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import scanpy as sc
 
 import omnicell as oc
 from conftest import STARMAP
@@ -134,8 +135,14 @@ def test_bad_input_errors_before_writing(starmap, options, error, match):
     assert list(starmap.uns["omnicell"]) == list(before.uns["omnicell"]) and list(starmap.obs) == list(before.obs)
 
 
-def test_non_spatial_adata_is_refused(starmap):
+def test_non_spatial_adata_is_refused():
     adata = ad.read_h5ad(STARMAP)
     oc.pp.tokenize(adata, MODEL)
+    before = adata.copy()
     with pytest.raises(ValueError, match="spatial=True"):
         oc.tl.perturb_niche(adata, remove=True, model=MODEL)
+    assert list(adata.uns["omnicell"]) == list(before.uns["omnicell"]) and "omnicell_neighbors" not in adata.obsm
+    cells = sc.datasets.pbmc68k_reduced()  # no coordinates: tokenising it spatially fails, and writes nothing
+    with pytest.raises(KeyError, match="spatial"):
+        oc.tl.perturb_niche(cells, remove=True, model=MODEL)
+    assert "omnicell" not in cells.uns and "omnicell_selected" not in cells.var

@@ -81,7 +81,9 @@ def perturb_niche(
 ) -> AnnData | MuData | None:
     """Edit each selected cell's spatial neighbourhood, re-encode its window and read what changes, against a null.
 
-    Spatial mode (:func:`omnicell.pp.tokenize` with ``spatial=True``): a cell is read with its neighbours,
+    Spatial mode (:func:`omnicell.pp.tokenize` with ``spatial=True``, run here with the model's spatial
+    defaults if ``adata`` was not tokenised; an AnnData tokenised for single cells is refused): a cell is
+    read with its neighbours,
     so the model's view of it depends on them. One kind of edit per call, the focal cell itself unchanged:
 
     * ``remove``: the neighbours whose ``groupby`` label is in ``remove`` (``True``: all) leave the window.
@@ -101,7 +103,7 @@ def perturb_niche(
     Parameters
     ----------
     adata
-        Cells x genes tokenised with ``spatial=True`` (its neighbours in ``obsm['omnicell_neighbors']``).
+        Cells x genes with coordinates, tokenised with ``spatial=True`` (or not tokenised yet).
     cells
         Focal cells: a boolean mask or obs names; None for all.
     remove
@@ -156,10 +158,10 @@ def perturb_niche(
     """
     container, adata = resolve_modality(adata, mod, "perturb_niche")
     record = TokenizeRecord.read(adata)
-    if record is None or not record.spatial:
+    if record is not None and not record.spatial:
         raise ValueError(
-            "perturb_niche edits spatial neighbourhoods: tokenise with oc.pp.tokenize(adata, model, spatial=True) "
-            "first."
+            "perturb_niche edits spatial neighbourhoods, but adata was tokenised for single cells: run "
+            "oc.pp.tokenize(adata, model, spatial=True) first."
         )
     edits_window = remove is not None or replace_with is not None
     if edits_window == (knockout_in_neighbors is not None):
@@ -182,7 +184,7 @@ def perturb_niche(
             raise TypeError(f"replace_with must be one label, got {replace_with!r}.")
     names = gene_names(adata, knockout_in_neighbors) if knockout_in_neighbors is not None else None
     selected = select_cells(adata, cells)
-    sections = check_libraries(adata, library_key if library_key is not None else record.library_key)
+    sections = check_libraries(adata, library_key if library_key is not None or record is None else record.library_key)
     n_null = check_count(n_null, "n_null", minimum=2)
     seed = resolve_random_state(random_state, "perturb_niche")
     check_key_added(key_added)
@@ -191,7 +193,10 @@ def perturb_niche(
         container, adata = copy_target(container, adata, mod)
     started = time.perf_counter()
     with restore_on_error(adata):
-        plan = plan_tokenized(adata, model, batch_size=batch_size, device=device, precision=precision)
+        plan = plan_tokenized(
+            adata, model, batch_size=batch_size, device=device, precision=precision,
+            tokenize_options=None if record is not None else {"spatial": True},
+        )  # fmt: skip
         index = gene_index(adata, plan)
         projection = embedding_projection(adata)
         basis = projection_basis(plan, projection)
@@ -234,7 +239,7 @@ def perturb_niche(
         "replace_with": replace_with,
         "knockout_in_neighbors": None if names is None else np.asarray(names, dtype=str),
         "groupby": groupby,
-        "library_key": library_key if library_key is not None else record.library_key,
+        "library_key": library_key if library_key is not None or record is None else record.library_key,
         "n_null": n_null,
         "random_state": seed,
         "n_cells": int(selected.sum()),
