@@ -31,7 +31,7 @@ NFCORE = Path(__file__).resolve().parents[2] / "wrappers" / "nf-core"
 MODULES = sorted(path.parent for path in (NFCORE / "modules").glob("*/*/main.nf"))
 SUBWORKFLOWS = sorted(path.parent for path in (NFCORE / "subworkflows").glob("*/main.nf"))
 REQUIRED = {"embed", "merge", "spatialdomains", "markergenes", "annotate", "genemodules", "finetune"}
-GPU_MODULES = {"embed", "markergenes", "finetune"}
+GPU_MODULES = {"embed", "markergenes", "finetune", "perturbgenes", "perturbniche"}
 VERSION = omnicell.__version__
 # what bioconda publishes for a noarch: python recipe (build string pyhdfd78af_0), and the project's CUDA image
 DOCKER = f"quay.io/biocontainers/omnicell:{VERSION}--pyhdfd78af_0"
