@@ -21,9 +21,12 @@ and shared by the observed perturbation and every null draw.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
+from anndata import AnnData
 
 from omnicell._engine.plan import InferencePlan
 from omnicell.data import MASK_VALUE, TokenBatch
@@ -39,6 +42,7 @@ __all__ = [
     "encode",
     "focal_candidates",
     "level_matched_draws",
+    "ranked_effects",
     "take_rows",
 ]
 
@@ -223,3 +227,41 @@ def distance_matched(
             available[pick] = False
             chosen[i] = pool[pick]
     return chosen
+
+
+def ranked_effects(
+    adata: AnnData,
+    group: str | Sequence[str] | None,
+    *,
+    key: str,
+    sort_by: str = "pval",
+    qval_cutoff: float | None = None,
+    include_perturbed: bool = True,
+) -> pd.DataFrame:
+    """``adata.uns[key]['effects']`` sorted within each group (see :func:`omnicell.get.perturbation_df`)."""
+    result = adata.uns.get(key)
+    if not isinstance(result, dict) or "effects" not in result:
+        raise KeyError(f"No perturbation in adata.uns[{key!r}]; run oc.tl.perturb_genes or oc.tl.perturb_niche first.")
+    if sort_by not in ("pval", "effect"):
+        raise ValueError(f"sort_by must be 'pval' or 'effect', got {sort_by!r}.")
+    table = pd.DataFrame(result["effects"])
+    order = list(dict.fromkeys(table["group"].astype(str)))
+    if group is not None:
+        wanted = [group] if isinstance(group, str) else list(group)
+        unknown = [g for g in wanted if g not in order]
+        if unknown:
+            raise ValueError(f"groups {unknown} are not in the perturbation's table; groups: {order}.")
+        order = wanted
+    table = table[table["group"].astype(str).isin(order)]
+    if not include_perturbed:
+        table = table[~table["perturbed"].astype(bool)]
+    if qval_cutoff is not None:
+        table = table[table["qval"] <= qval_cutoff]
+    distance = np.abs(table["effect"] - table["null_mean"]) if sort_by == "pval" else np.abs(table["effect"])
+    table = table.assign(
+        _group=pd.Categorical(table["group"].astype(str), categories=order),
+        _first=table["pval"].fillna(np.inf) if sort_by == "pval" else -distance,
+        _second=-distance,
+    )
+    table = table.sort_values(["_group", "_first", "_second"], kind="stable")
+    return table.drop(columns=["_group", "_first", "_second"]).reset_index(drop=True)

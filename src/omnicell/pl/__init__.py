@@ -8,6 +8,7 @@ from omnicell.pl._benchmark import benchmark
 from omnicell.pl._expert_heatmap import expert_heatmap
 from omnicell.pl._gene_modules import gene_modules
 from omnicell.pl._marker_genes import marker_genes
+from omnicell.pl._perturbation import perturbation
 from omnicell.pl._proportions import proportions
 
-__all__ = ["benchmark", "expert_heatmap", "gene_modules", "marker_genes", "proportions"]
+__all__ = ["benchmark", "expert_heatmap", "gene_modules", "marker_genes", "perturbation", "proportions"]
