@@ -315,6 +315,7 @@ MAGIC = {".png": b"\x89PNG", ".pdf": b"%PDF", ".svg": b"<?xml"}
         ("expert-heatmap", "expert-usage.h5ad", ["--groupby", "bulk_labels", "--no-zscore"], ".pdf"),
         ("gene-modules", "gene-modules.h5ad", ["--groupby", "bulk_labels", "--basis", "umap"], ".svg"),
         ("proportions", "deconvolve.h5ad", ["--ncols", "3", "--types", "@types.txt"], ".png"),
+        ("perturbation", "perturb-genes.h5ad", ["--n-genes", "3", "--groups", "CD14+ Monocyte"], ".png"),
     ],
 )
 def test_plot_writes_the_figure_by_suffix(figure, source, options, suffix, folder, request):

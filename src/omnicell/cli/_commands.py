@@ -271,6 +271,16 @@ FIGURES: tuple[Figure, ...] = (
         skip={"return_fig": "plot writes the figure into the -o file"},
     ),
     Figure(
+        "perturbation",
+        "pl.perturbation",
+        "per-gene effects of a perturbation, or its shift in space (after perturb-genes, perturb-niche)",
+        examples=(
+            "knockout.h5ad -o effects.png --n-genes 5",
+            "niche.h5ad -o shift.png --kind spatial --key omnicell_niche_perturb",
+        ),
+        skip={"return_fig": "plot writes the figure into the -o file"},
+    ),
+    Figure(
         "proportions",
         "pl.proportions",
         "cell-type proportions in space (after deconvolve)",

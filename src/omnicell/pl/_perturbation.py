@@ -51,11 +51,14 @@ def perturbation(
     adata
         AnnData after :func:`omnicell.tl.perturb_genes` or :func:`omnicell.tl.perturb_niche`.
     key
-        ``key_added`` of the perturbation (``"omnicell_niche_perturb"`` for the niche tool's default).
+        ``key_added`` of the perturbation: ``"omnicell_perturb"`` (the default of
+        :func:`omnicell.tl.perturb_genes`) or ``"omnicell_niche_perturb"`` (that of
+        :func:`omnicell.tl.perturb_niche`).
     groups
         Groups to show (``effects``; default all).
     n_genes
-        Genes shown per direction and group.
+        Genes shown per group and direction, as markers of the perturbation: the ``n_genes`` most raised
+        and the ``n_genes`` most lowered.
     kind
         ``"effects"`` or ``"spatial"``.
     include_perturbed
