@@ -57,20 +57,22 @@ def select_cells(adata: AnnData, cells: object) -> np.ndarray:
     if values.dtype == bool:
         if values.shape != (adata.n_obs,):
             raise ValueError(
-                f"cells as a boolean mask must have one entry per cell ({adata.n_obs}), got {values.shape}."
+                f"cells= as a boolean mask must have one entry per cell ({adata.n_obs}), got {values.shape}."
             )
         mask = values.copy()
     else:
         names = pd.Index(np.atleast_1d(values).astype(str))
         if names.has_duplicates:
-            raise ValueError(f"cells names some cells twice: {list(names[names.duplicated()].unique()[:5])}.")
+            raise ValueError(f"cells= names some cells twice: {list(names[names.duplicated()].unique()[:5])}.")
         rows = adata.obs_names.get_indexer(names)
         if (rows < 0).any():
-            raise KeyError(f"cells holds names that are not in adata.obs_names: {list(names[rows < 0][:5])}.")
+            raise KeyError(f"cells= holds names that are not in adata.obs_names: {list(names[rows < 0][:5])}.")
         mask = np.zeros(adata.n_obs, dtype=bool)
         mask[rows] = True
     if not mask.any():
-        raise ValueError("cells selects no cell; pass a mask with at least one True entry, obs names, or None for all.")
+        raise ValueError(
+            "cells= selects no cell; pass a mask with at least one True entry, obs names, or None for all."
+        )
     return mask
 
 
@@ -237,7 +239,7 @@ def set_level(mode: str, value: object) -> float:
     level = check_number(value, "value")
     if not 0.0 <= level <= SOFT_RANK_HIGH:
         raise ValueError(
-            f"value must be a soft rank between 0 (not expressed) and {SOFT_RANK_HIGH:g} (the cell's highest level), "
+            f"value= must be a soft rank between 0 (not expressed) and {SOFT_RANK_HIGH:g} (the cell's highest level), "
             f"got {value!r}."
         )
     return level
@@ -247,12 +249,12 @@ def gene_names(adata: AnnData, genes: object) -> list[str]:
     """The perturbed genes as a list of var names, or an error naming the unknown ones."""
     names = [genes] if isinstance(genes, str) else list(genes) if genes is not None else []
     if not names or not all(isinstance(name, str) for name in names):
-        raise TypeError(f"genes must be a gene name or a list of gene names (adata.var_names), got {genes!r}.")
+        raise TypeError(f"genes= must be a gene name or a list of gene names (adata.var_names), got {genes!r}.")
     if len(set(names)) < len(names):
-        raise ValueError(f"genes names a gene twice: {sorted({n for n in names if names.count(n) > 1})}.")
+        raise ValueError(f"genes= names a gene twice: {sorted({n for n in names if names.count(n) > 1})}.")
     unknown = [name for name in names if name not in adata.var_names]
     if unknown:
-        raise KeyError(f"genes not in adata.var_names: {unknown}.")
+        raise KeyError(f"genes= holds names that are not in adata.var_names: {unknown}.")
     return names
 
 

@@ -50,10 +50,10 @@ NULL_CANDIDATES = 5
 def _label_list(value: object, name: str, categories: pd.Index, groupby: str) -> list[str]:
     labels = [value] if isinstance(value, str) else list(value)
     if not labels or not all(isinstance(label, str) for label in labels):
-        raise TypeError(f"{name} must be a label or a list of labels of obs[{groupby!r}], got {value!r}.")
+        raise TypeError(f"{name}= must be a label or a list of labels of obs[{groupby!r}], got {value!r}.")
     unknown = [label for label in labels if label not in categories]
     if unknown:
-        raise ValueError(f"{name}: {unknown} are not labels of obs[{groupby!r}]; labels: {list(categories)}.")
+        raise ValueError(f"{name}= holds {unknown}, not labels of obs[{groupby!r}]; labels: {list(categories)}.")
     return labels
 
 
@@ -170,7 +170,7 @@ def perturb_niche(
             "neighbours): one kind of edit per call."
         )
     if remove is False:
-        raise ValueError("remove must be True (all neighbours), a label or a list of labels, or None.")
+        raise ValueError("remove= must be True (all neighbours), a label or a list of labels, or None.")
     needs_labels = (remove is not None and remove is not True) or replace_with is not None
     if needs_labels and groupby is None:
         raise ValueError("groupby= must name the obs column of the labels given to remove= / replace_with=.")
@@ -181,7 +181,7 @@ def perturb_niche(
     if replace_with is not None:
         _label_list(replace_with, "replace_with", categories, groupby)
         if not isinstance(replace_with, str):
-            raise TypeError(f"replace_with must be one label, got {replace_with!r}.")
+            raise TypeError(f"replace_with= must be one label, got {replace_with!r}.")
     names = gene_names(adata, knockout_in_neighbors) if knockout_in_neighbors is not None else None
     selected = select_cells(adata, cells)
     sections = check_libraries(adata, library_key if library_key is not None or record is None else record.library_key)
