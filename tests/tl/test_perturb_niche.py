@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scanpy as sc
+import torch
 
 import omnicell as oc
 from conftest import STARMAP
+from omnicell._engine.plan import plan_inference
 
 MODEL = "omnicell-tiny"
 KEY = "omnicell_niche_perturb"
@@ -71,12 +73,19 @@ def test_replacing_neighbours_by_another_domain_moves_niches_toward_it(starmap):
 
 def test_removing_all_neighbours_reads_the_cell_alone(starmap):
     adata = starmap
-    cells = np.arange(0, 360, 50)
+    cells = np.arange(0, 360, 90)
     _run(adata, cells, remove=True)
-    alone = adata.copy()
-    alone.obsm["omnicell_neighbors"][:] = -1
-    oc.tl.embed_cells(alone, MODEL, device="cpu")
-    np.testing.assert_allclose(adata.obsm[KEY][cells], alone.obsm["X_omnicell"][cells], atol=1e-5)
+    # Each cell read alone: a sequence of its own block only (no neighbour blocks, no padding), pooled and
+    # projected as embed_cells does.
+    plan = plan_inference(adata, MODEL, batch_size=8, device="cpu", precision="float32")
+    batch = plan.token_batch(cells, np.empty((len(cells), 0), dtype=np.int64))
+    assert batch.n_blocks == 1 and batch.padding_mask is None
+    tensors = batch.to_torch("cpu")
+    with torch.inference_mode():
+        hidden = plan.model.network(tensors["tokens"], tensors["values"], tensors["positions"], None).hidden
+    pooled = oc.nn.pool_cells(hidden, tensors["cell_index"], tensors["expressed"], 1)[:, 0]
+    alone = (pooled @ plan.model.spectral_basis(0.9)).numpy()
+    np.testing.assert_allclose(adata.obsm[KEY][cells], alone, atol=1e-5)
     assert (adata.obs[KEY + "_shift"].to_numpy()[cells] > 0).all()
     assert KEY + "_domain_before" not in adata.obs  # no obs['omnicell_domain']: skipped
 
@@ -86,13 +95,13 @@ def test_exact_zero_without_affected_neighbours_and_batch_size(starmap):
     domain = adata.obs["domain"].astype(str).to_numpy()
     neighbors = adata.obsm["omnicell_neighbors"]
     has_hpc = (np.where(neighbors >= 0, domain[np.maximum(neighbors, 0)], "") == "HPC").any(1)
-    cells = np.concatenate([np.flatnonzero(has_hpc)[:4], np.flatnonzero(~has_hpc)[:3]])
-    first = _run(adata.copy(), cells, remove="HPC", replace_with="L6", groupby="domain", batch_size=7)
-    second = _run(adata.copy(), cells, remove="HPC", replace_with="L6", groupby="domain", batch_size=3)
+    cells = np.concatenate([np.flatnonzero(has_hpc)[:3], np.flatnonzero(~has_hpc)[:2]])
+    first = _run(adata.copy(), cells, remove="HPC", replace_with="L6", groupby="domain", batch_size=5)
+    second = _run(adata.copy(), cells, remove="HPC", replace_with="L6", groupby="domain", batch_size=2)
     shift = first.obs[KEY + "_shift"].to_numpy()
-    assert (shift[cells[4:]] == 0).all() and (shift[cells[:4]] > 0).all()
-    np.testing.assert_allclose(first.obsm[KEY][cells[4:]], adata.obsm[NICHE][cells[4:]], atol=1e-5)
-    assert (first.layers[KEY][cells[4:]].toarray() == 0).all() and first.layers[KEY][cells[:4]].nnz > 0
+    assert (shift[cells[3:]] == 0).all() and (shift[cells[:3]] > 0).all()
+    np.testing.assert_allclose(first.obsm[KEY][cells[3:]], adata.obsm[NICHE][cells[3:]], atol=1e-5)
+    assert (first.layers[KEY][cells[3:]].toarray() == 0).all() and first.layers[KEY][cells[:3]].nnz > 0
     np.testing.assert_allclose(second.obs[KEY + "_shift"], shift, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(second.layers[KEY].toarray(), first.layers[KEY].toarray(), atol=1e-4)
     pd.testing.assert_frame_equal(second.uns[KEY]["effects"], first.uns[KEY]["effects"], rtol=1e-3, atol=1e-5)
