@@ -10,6 +10,7 @@ from omnicell.tl._expert_usage import expert_usage
 from omnicell.tl._fine_tune import fine_tune
 from omnicell.tl._gene_importance import gene_importance, importance_roc
 from omnicell.tl._gene_modules import gene_modules
+from omnicell.tl._mapping import map_query
 from omnicell.tl._marker_genes import marker_genes
 from omnicell.tl._robustness import dropout_robustness
 from omnicell.tl._spatial_domains import neighborhood_average, spatial_domains
@@ -28,6 +29,7 @@ __all__ = [
     "gene_importance",
     "gene_modules",
     "importance_roc",
+    "map_query",
     "marker_genes",
     "neighborhood_average",
     "spatial_domains",
