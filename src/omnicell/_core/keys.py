@@ -61,3 +61,7 @@ PROPORTIONS = "omnicell_proportions"
 
 DOMINANT_TYPE = "omnicell_dominant_type"
 """``obs`` column of each spot's dominant cell type (``oc.tl.deconvolve``)."""
+
+SEARCH = "omnicell_search"
+"""Prefix of the ``obsm`` keys of reference search hits: ``SEARCH + '_indices'``, ``SEARCH + '_distances'``
+(``oc.tl.search``)."""

@@ -1,5 +1,6 @@
 """Getters: read omnicell results and model inputs out of an AnnData (``oc.get``)."""
 
+from omnicell.get._search import search_results
 from omnicell.get._tokens import token_batch
 
-__all__ = ["token_batch"]
+__all__ = ["search_results", "token_batch"]
