@@ -28,7 +28,8 @@ def _mixture(n: int, seed: int, *, dim: int = 10, n_types: int = 8) -> ad.AnnDat
     centres = np.random.default_rng(100).normal(size=(n_types, dim)) * 1.2
     rng = np.random.default_rng(seed)
     types = rng.integers(0, n_types, n)
-    adata = ad.AnnData(obs=pd.DataFrame({"t": pd.Categorical([f"t{i}" for i in types])}, index=[f"s{seed}c{i}" for i in range(n)]))  # fmt: skip
+    obs = pd.DataFrame({"t": pd.Categorical([f"t{i}" for i in types])}, index=[f"s{seed}c{i}" for i in range(n)])
+    adata = ad.AnnData(obs=obs)
     adata.obsm["X_omnicell"] = (centres[types] + rng.normal(size=(n, dim))).astype(np.float32)
     return adata
 
@@ -201,7 +202,7 @@ def test_mlp_method_and_annotate_share_the_calibration(pbmc_tiny):
     reference, query = _split(pbmc_tiny, 0)
     settings = {"epochs": 8, "hidden_sizes": (64, 32), "lr": 3e-3, "batch_size": 128}  # small and quick
     mapped = oc.tl.map_query(query, reference, LABEL, method="mlp", mlp_kwds=settings, random_state=2, copy=True)
-    oc.tl.annotate(query, reference, LABEL, random_state=2, device="cpu", **settings)
+    oc.tl.annotate(query, reference, LABEL, alpha=0.1, random_state=2, device="cpu", **settings)
     pd.testing.assert_frame_equal(
         query.obsm["omnicell_label_probabilities"], mapped.obsm["omnicell_probabilities"], check_names=False
     )
@@ -262,3 +263,8 @@ def test_bad_input_errors_before_writing():
             oc.tl.map_query(query, keywords.pop("reference"), keywords.pop("label_key"), **keywords)
         pd.testing.assert_frame_equal(query.obs, before_obs)
         assert dict(query.uns) == before_uns and "omnicell_probabilities" not in query.obsm
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        oc.tl.annotate(query, reference, "t", alpha=1.5)
+    with pytest.raises(ValueError, match="k=500 exceeds"):
+        oc.tl.annotate(query, reference, "t", alpha=0.1, k=500)
+    pd.testing.assert_frame_equal(query.obs, before_obs)

@@ -44,7 +44,7 @@ def annotate(
     lr: float = 1e-4,
     weight_decay: float = 0.01,
     batch_size: int = 64,
-    alpha: float | None = 0.1,
+    alpha: float | None = None,
     unknown_alpha: float | None = None,
     k: int = 15,
     folds: int = 5,
@@ -63,13 +63,13 @@ def annotate(
     and the query with the same model and settings (:func:`omnicell.tl.embed_cells`); a
     different model recorded in the two is reported with a warning.
 
-    With ``alpha`` (the default), the probabilities are calibrated and each cell gets a conformal
+    With ``alpha`` (e.g. 0.1), the probabilities are calibrated and each cell gets a conformal
     label set and an unknown call, as :func:`omnicell.tl.map_query` with ``method="mlp"`` makes
     them: one classifier per fold of the reference (``folds``), the held-out reference cells fixing
     the temperature, the label-set threshold and the novelty null (the mean distance to the ``k``
     nearest reference cells); the query's probabilities are the fold classifiers' mean, calibrated.
-    ``alpha=None`` trains the paper's single classifier on the whole reference and writes its
-    uncalibrated probabilities only.
+    Without it (the default), the paper's single classifier is trained on the whole reference and
+    its uncalibrated probabilities are written, as in the paper's benchmarks.
 
     Parameters
     ----------
@@ -94,7 +94,8 @@ def annotate(
         Cells per optimisation step.
     alpha
         Miscoverage of the label sets (they hold the true label of at least ``1 - alpha`` of cells
-        like the reference's); None: the single uncalibrated classifier, no sets or unknown call.
+        like the reference's), e.g. 0.1; None: the paper's single uncalibrated classifier, no sets
+        or unknown call.
     unknown_alpha
         Level of the novelty test of the unknown call; None uses ``alpha``.
     k
@@ -134,7 +135,7 @@ def annotate(
         the folds with ``alpha``); with ``alpha`` also what :func:`omnicell.tl.map_query` records of
         the calibration (``temperature``, ``threshold``, ``coverage``, ``mean_set_size`` ...).
     """
-    container, adata = resolve_modality(adata, mod, "annotate")
+    container, adata = resolve_modality(adata, mod, "annotate", genes=False)
     if not isinstance(reference, AnnData):
         raise TypeError(f"annotate: reference must be an AnnData with labels, got {type(reference).__name__}.")
     query = get_representation(adata, use_rep, "annotate")

@@ -23,7 +23,7 @@ from omnicell._core.adata import copy_target, finish, resolve_modality
 from omnicell._core.checks import check_count, check_key_added, resolve_random_state
 from omnicell._core.docs import doc_params
 from omnicell._core.provenance import write_record
-from omnicell.data import ReferenceIndex
+from omnicell.data import ReferenceIndex, is_index_folder, is_index_tar
 from omnicell.models import resolve_device
 from omnicell.tl._cell_tasks import get_representation, label_classes, warn_if_models_differ
 from omnicell.tl._classifier import DEFAULT_HIDDEN, check_training
@@ -68,17 +68,22 @@ def _open_reference(
     """``(index, label column by row, reference hash, the AnnData or None)`` of any accepted reference."""
     if isinstance(reference, str | os.PathLike):
         path = Path(reference)
-        if path.suffix == ".h5ad" and path.is_file():
-            import anndata as ad
-
-            reference = ad.read_h5ad(path)
-        elif not path.exists():
+        if not path.exists():
             raise FileNotFoundError(
                 f"map_query: the reference {path} does not exist; give an AnnData, an .h5ad file or an index folder "
                 "written by oc.tl.build_index."
             )
-        else:
+        if is_index_folder(path) or is_index_tar(path):
             reference = ReferenceIndex.load(path)
+        elif path.suffix == ".h5ad" and path.is_file():
+            import anndata as ad
+
+            reference = ad.read_h5ad(path)
+        else:
+            raise ValueError(
+                f"map_query: the reference {path} is neither an .h5ad file nor an index (no manifest.json); build "
+                "an index with oc.tl.build_index(reference, path) or `omnicell index`."
+            )
     if isinstance(reference, ReferenceIndex):
         if method != "knn":
             raise ValueError(
@@ -103,6 +108,7 @@ def _open_reference(
         )
     embeddings = get_representation(reference, rep, "map_query (reference)")
     column = reference.obs[label_key]
+    _labels(column, label_key, "map_query")  # before indexing: an unlabelled reference has nothing to index
     labelled = column.notna().to_numpy()
     index = ReferenceIndex.build(
         embeddings[labelled], reference.obs.loc[labelled, [label_key]], method="auto", random_state=seed
