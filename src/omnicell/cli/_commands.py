@@ -94,6 +94,11 @@ def _proportions_table(adata, returned, keywords) -> pd.DataFrame:
     return pd.DataFrame(adata.obsm[keywords.get("key_added", "omnicell_proportions")])
 
 
+def _mapping_table(adata, returned, keywords) -> pd.DataFrame:
+    key = keywords.get("key_added", "omnicell")
+    return adata.obs[[f"{key}_{name}" for name in ("label", "confidence", "label_set", "unknown", "novelty_pval")]]
+
+
 def _returned_table(adata, returned, keywords) -> pd.DataFrame:
     return returned
 
@@ -169,6 +174,18 @@ TOOLS: tuple[Tool, ...] = (
         examples=("query.h5ad -o annotated.h5ad --reference reference.h5ad --label-key cell_type",),
     ),
     Tool(
+        "map",
+        "tl.map_query",
+        "map cells onto a labelled --reference (.h5ad or index): calibrated labels, label sets, unknown calls",
+        examples=(
+            "query.h5ad -o mapped.h5ad --reference reference.h5ad --label-key cell_type",
+            "query.h5ad -o mapped.h5ad --reference reference_index --label-key cell_type --alpha 0.05 "
+            "--table calls.tsv",
+        ),
+        table=_mapping_table,
+        table_help="one row per cell: label, confidence, label set, unknown call and novelty p-value",
+    ),
+    Tool(
         "cross-validate",
         "tl.cross_validate_annotation",
         "k-fold cross-validation of the annotation classifier on the input's labels",
@@ -228,6 +245,13 @@ FIGURES: tuple[Figure, ...] = (
         "pl.marker_genes",
         "marker-gene dot plot (after marker-genes)",
         examples=("markers.h5ad -o markers.png --n-genes 5",),
+        skip={"return_fig": "plot writes the figure into the -o file"},
+    ),
+    Figure(
+        "mapping",
+        "pl.mapping",
+        "confidence, label sets and unknown calls (after map)",
+        examples=("mapped.h5ad -o mapping.png --basis umap",),
         skip={"return_fig": "plot writes the figure into the -o file"},
     ),
     Figure(

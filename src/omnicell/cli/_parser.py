@@ -153,12 +153,14 @@ def _io_arguments(
 
 def _data_file_arguments(parser: argparse.ArgumentParser, function) -> None:
     """``--reference FILE``: a keyword of ``function`` hinted ``AnnData``, read from a file by the command."""
-    from omnicell.cli._hints import data_file_keywords
-    from omnicell.cli._options import DATA_FILES, SHARED, option_name
+    from omnicell.cli._hints import data_file_keywords, takes_index
+    from omnicell.cli._options import DATA_FILES, INDEX_FILES, SHARED, option_name
 
     for name in data_file_keywords(function, SHARED):
-        parser.add_argument(option_name(name), dest=name, type=Path, required=True, metavar="FILE",
-                            help=DATA_FILES[name])  # fmt: skip
+        index = takes_index(function, name)
+        parser.add_argument(option_name(name), dest=name, type=Path, required=True,
+                            metavar="FILE_OR_INDEX" if index else "FILE",
+                            help=(INDEX_FILES if index else DATA_FILES)[name])  # fmt: skip
 
 
 def _build_embed(embed: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from omnicell._core.atomic import atomic_output
 from omnicell.cli._files import InputError, check_output, read_data, read_reference, write_data
-from omnicell.cli._hints import data_file_keywords
+from omnicell.cli._hints import data_file_keywords, takes_index
 from omnicell.cli._options import SHARED
 
 __all__ = ["run_embed", "run_merge", "run_models", "run_plot", "run_pretrain", "run_tool"]
@@ -79,8 +79,9 @@ def _call_keywords(function, args: argparse.Namespace, mod: str | None, given: d
         keywords["device"] = args.device
     if "mod" in parameters and mod is not None:
         keywords["mod"] = mod
-    for name in data_file_keywords(function, SHARED):  # --reference FILE
-        keywords[name] = read_reference(getattr(args, name), mod=mod, command=args.command)
+    for name in data_file_keywords(function, SHARED):  # --reference FILE (or an index, where the function takes one)
+        keywords[name] = read_reference(getattr(args, name), mod=mod, command=args.command,
+                                        index=takes_index(function, name))  # fmt: skip
     return keywords
 
 

@@ -349,7 +349,7 @@ def check_sizes(codes: np.ndarray, fold_of: np.ndarray, k: int, folds: int, func
     if k > smallest:
         raise ValueError(
             f"{function}: k={k} exceeds the {smallest} labelled reference cells a fold model sees ({n_labelled} "
-            f"labelled cells in {folds} folds); lower k (e.g. k=15) or pass a larger reference."
+            f"labelled cells in {folds} folds); lower it (e.g. k=15) or pass a larger reference."
         )
 
 

@@ -211,8 +211,9 @@ def map_query(
         ``obs`` column of the query with known labels: the coverage and accuracy reached on them
         are recorded (e.g. to measure coverage under a batch shift). None: none recorded.
     mlp_kwds
-        Settings of the classifier of ``method="mlp"``: ``hidden_sizes``, ``epochs``, ``lr``,
-        ``weight_decay``, ``batch_size`` (as in :func:`omnicell.tl.annotate`).
+        Settings of the classifiers of ``method="mlp"``, a dict with any of the keys hidden_sizes,
+        epochs, lr, weight_decay and batch_size of :func:`omnicell.tl.annotate` (whose defaults
+        apply), e.g. ``{"epochs": 40}``.
     batch_size
         Query cells searched and scored at a time (None: 16384). Results do not depend on it.
     random_state
