@@ -140,7 +140,7 @@ def search(
     {doc_adata}
     index
         The reference index: a folder (or .tar) written by :func:`build_index`, the index it
-        returned, or an embedded reference (AnnData or .h5ad) to index now.
+        returned, or an embedded reference (in memory, or an .h5ad file) to index now.
     k
         Reference cells per query cell (at most the reference's size).
     use_rep
