@@ -63,6 +63,9 @@ class Tool(_Command):
     #: Set for a function that returns a model: -o is then its checkpoint folder (``model.save``), and this
     #: word names the model in the help and the result line ("fine-tuned"); empty: -o is the data.
     checkpoint: str = ""
+    #: Set for a function that reads INPUT itself, given as a path (an .h5ad read in parts, or a SOMA
+    #: experiment), and saves its result to -o, its second argument: this names what -o holds.
+    saves: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +203,26 @@ TOOLS: tuple[Tool, ...] = (
         examples=("spots.h5ad -o proportions.h5ad --reference cells.h5ad --label-key cell_type --table props.tsv",),
         table=_proportions_table,
         table_help="cell-type proportions, one row per spot",
+    ),
+    Tool(
+        "index",
+        "tl.build_index",
+        "search index of an embedded reference, for mapping (a folder, or one .tar file)",
+        examples=("reference.h5ad -o reference_index --obs-keys cell_type", "reference.h5ad -o reference_index.tar"),
+        skip={
+            "reference": "the INPUT (an .h5ad, whose obsm is read in parts, or a SOMA experiment)",
+            "path": "the -o output",
+        },
+        saves="reference index",
+        covers=("load_index",),
+    ),
+    Tool(
+        "search",
+        "tl.search",
+        "nearest reference cells of each cell in a reference index (after index), with their metadata",
+        examples=("query.h5ad -o searched.h5ad --index reference_index --k 10 --table hits.tsv",),
+        table=_returned_table,
+        table_help="one row per cell and rank: reference cell, distance and its obs columns",
     ),
     Tool(
         "benchmark",

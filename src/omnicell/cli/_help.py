@@ -48,6 +48,8 @@ KEYWORD_HELP: dict[str | tuple[str, str], str] = {
     ("tl.benchmark", "embeddings"): "obsm keys to score, e.g. X_pca,X_omnicell",
     ("tl.fine_tune", "masking"): "JSON object overriding the stage's masking rates (keys nonzero, zero, "
     """neighbor_nonzero, neighbor_zero, mask_value), e.g. '{"nonzero": 0.2}'""",
+    ("tl.search", "index"): "reference index: a folder or .tar written by `omnicell index`, or an embedded reference "
+    ".h5ad (indexed now, exactly up to 100,000 cells)",
     ("pl.proportions", "key"): "obsm key of the proportions (one column per cell type)",
     ("pl.marker_genes", "use_raw"): "plot the markers from .raw of the input; none: as they were computed",
 }

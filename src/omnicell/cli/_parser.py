@@ -206,6 +206,12 @@ def _tool_builder(tool) -> Callable[[argparse.ArgumentParser], None]:
         function = tool.function
         if tool.checkpoint:  # the function returns a model: -o is its checkpoint folder
             _io_arguments(parser, output=f"checkpoint folder for the {tool.checkpoint} model")
+        elif tool.saves:  # the function reads INPUT and writes -o itself
+            _io_arguments(
+                parser, output=f"{tool.saves}: a folder, or an uncompressed tar when it ends in .tar", input_type=str,
+                input_help="embedded reference: an .h5ad (never modified; only its obs and obsm are read, obsm in "
+                "parts) or a TileDB-SOMA experiment (folder or URI)",
+            )  # fmt: skip
         else:
             _io_arguments(parser)
         _data_file_arguments(parser, function)

@@ -47,8 +47,8 @@ METHODS = ("exact", "pynndescent")
 # Below this many cells "auto" searches exactly (benchmarks/reference_index.py measures the crossover).
 EXACT_MAX_CELLS = 100_000
 # Reference rows per block of exact search: with the default query batch the distance block is
-# 1024 x 8192 float32 (32 MiB), whatever the size of the reference.
-REFERENCE_BLOCK = 8192
+# 1024 x 4096 float32 (16 MiB, and 32 MiB of argpartition indices), whatever the size of the reference.
+REFERENCE_BLOCK = 4096
 DEFAULT_BATCH_SIZE = 1024
 # Extra candidates kept per query before the exact re-ranking, so that rounding in the
 # matrix-product distances cannot push a true neighbour out at the k-th place.

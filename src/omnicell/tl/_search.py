@@ -11,6 +11,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -38,8 +39,8 @@ def build_index(
     *,
     use_rep: str = keys.EMBEDDING,
     obs_keys: str | Sequence[str] | None = None,
-    metric: str = "euclidean",
-    method: str = "auto",
+    metric: Literal["euclidean", "cosine"] = "euclidean",
+    method: Literal["auto", "exact", "pynndescent"] = "auto",
     random_state: int | None = 0,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> ReferenceIndex:
@@ -64,7 +65,7 @@ def build_index(
         ``"euclidean"`` or ``"cosine"``.
     method
         ``"exact"`` (blocked brute force), ``"pynndescent"`` (approximate), or ``"auto"``: exact up
-        to :data:`omnicell.data.ReferenceIndex` ``EXACT_MAX_CELLS`` cells (100,000), approximate above.
+        to 100,000 cells, approximate above.
     random_state
         Seed of the approximate index; None uses ``oc.settings.seed``.
     chunk_size
@@ -94,7 +95,7 @@ def load_index(
     *,
     use_rep: str = keys.EMBEDDING,
     obs_keys: str | Sequence[str] | None = None,
-    metric: str = "euclidean",
+    metric: Literal["euclidean", "cosine"] = "euclidean",
 ) -> ReferenceIndex:
     """A :class:`omnicell.data.ReferenceIndex` from an index folder, or built from a reference.
 
@@ -138,8 +139,8 @@ def search(
     ----------
     {doc_adata}
     index
-        A :class:`omnicell.data.ReferenceIndex`, or anything :func:`load_index` accepts (an index
-        folder, its tar, or an embedded reference AnnData/h5ad to index now).
+        The reference index: a folder (or .tar) written by :func:`build_index`, the index it
+        returned, or an embedded reference (in memory, or an .h5ad file) to index now.
     k
         Reference cells per query cell (at most the reference's size).
     use_rep
