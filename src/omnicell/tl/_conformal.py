@@ -243,7 +243,7 @@ class Calibration:
             "alpha": self.alpha,
             "unknown_alpha": self.unknown_alpha,
             "temperature": self.temperature,
-            "threshold": self.threshold if math.isfinite(self.threshold) else "inf",
+            "threshold": self.threshold,
             "coverage": self.coverage,
             "calibration_set_size": self.calibration_set_size,
             "n_calibration": self.n_calibration,
