@@ -230,6 +230,14 @@ def test_spatial_query_against_single_cell_reference():
         oc.tl.map_query(query, reference, "cell_type", use_rep="X_pca_niche", reference_rep="X_small")
 
 
+def test_too_few_cells_for_alpha_give_full_sets_with_a_warning():
+    reference, query = _mixture(40, 0, n_types=3), _mixture(10, 1, n_types=3)
+    with pytest.warns(UserWarning, match="too few for alpha=0.01"):
+        oc.tl.map_query(query, reference, "t", alpha=0.01, k=5)
+    assert (query.obs["omnicell_label_set"] == "t0|t1|t2").all()
+    assert query.uns["omnicell"]["map_query"]["threshold"] == np.inf
+
+
 def test_bad_input_errors_before_writing():
     reference, query = _mixture(300, 0), _mixture(50, 1)
     before_obs, before_uns = query.obs.copy(), dict(query.uns)

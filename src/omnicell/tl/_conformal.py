@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -207,6 +208,13 @@ class Calibration:
         unknown_alpha: float,
     ) -> Calibration:
         """Fit on held-out scores: (n, C) log-probabilities, true codes, the cells' folds, novelty statistics."""
+        if math.ceil((len(targets) + 1) * (1.0 - alpha)) > len(targets):
+            warnings.warn(
+                f"{len(targets)} calibration cells are too few for alpha={alpha}: every label set holds all labels. "
+                f"Pass a larger alpha (at least {1.0 / (len(targets) + 1):.3g}) or a larger reference.",
+                UserWarning,
+                stacklevel=4,
+            )
         temperature = fit_temperature(log_probabilities, targets)
         probabilities = calibrate(log_probabilities, temperature)
         scores = 1.0 - probabilities[np.arange(len(targets)), targets]
