@@ -249,7 +249,10 @@ class ReferenceIndex:
         indices = np.asarray(indices)
         n, k = indices.shape
         if len(query_names) != n or np.shape(distances) != (n, k):
-            raise ValueError(f"indices {indices.shape}, distances {np.shape(distances)} and {len(query_names)} names.")
+            raise ValueError(
+                f"table: indices {indices.shape}, distances {np.shape(distances)} and {len(query_names)} query names "
+                "must describe the same (query cells, k) hits."
+            )
         columns = self.check_obs_keys(obs_keys)
         rows = indices.ravel()
         table = pd.DataFrame(
@@ -261,10 +264,8 @@ class ReferenceIndex:
                 "distance": np.asarray(distances, dtype=np.float32).ravel(),
             }
         )
-        for column in columns:
-            table[column] = self.obs[column].iloc[rows].to_numpy()
-            if isinstance(self.obs[column].dtype, pd.CategoricalDtype):
-                table[column] = pd.Categorical(table[column], categories=self.obs[column].cat.categories)
+        for column in columns:  # keeps the column's dtype (categories, nullable integers)
+            table[column] = self.obs[column].iloc[rows].reset_index(drop=True)
         return table
 
     def check_obs_keys(self, obs_keys) -> list[str]:
