@@ -88,11 +88,16 @@ def test_approximate_recall_and_exact_distances(approximate, reference, queries)
     np.testing.assert_allclose(distances, true, rtol=1e-5, atol=1e-6)
 
 
-def test_approximate_search_does_not_depend_on_batch_size(approximate, queries):
+def test_approximate_search_does_not_depend_on_batch_size_or_the_build(approximate, reference, queries):
     indices, distances = approximate.query(queries, 10)
     other_indices, other_distances = approximate.query(queries, 10, batch_size=13)
     np.testing.assert_array_equal(other_indices, indices)
     np.testing.assert_array_equal(other_distances, distances)
+    # A cell's hits depend on that cell alone, not on the cells queried with it.
+    np.testing.assert_array_equal(approximate.query(queries[::-1], 10)[0], indices[::-1])
+    # The same seed builds the same index.
+    again = ReferenceIndex.build(reference, method="pynndescent", random_state=0)
+    np.testing.assert_array_equal(again.query(queries, 10)[0], indices)
 
 
 def test_auto_switches_at_the_threshold(reference):
@@ -167,7 +172,7 @@ def test_query_errors(reference):
 
 
 def test_load_and_save_errors(tmp_path, reference):
-    with pytest.raises(FileNotFoundError, match="No reference index folder"):
+    with pytest.raises(FileNotFoundError, match="No reference index at"):
         ReferenceIndex.load(tmp_path / "missing")
     other = tmp_path / "other"
     other.mkdir()

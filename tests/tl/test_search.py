@@ -36,6 +36,7 @@ def test_search_finds_the_exact_neighbours_and_their_labels(halves, tmp_path):
     np.testing.assert_array_equal(query.obsm["omnicell_search_indices"], expected_rows)
     np.testing.assert_allclose(query.obsm["omnicell_search_distances"], expected_distances, rtol=1e-5, atol=1e-5)
     assert list(table.columns) == ["query", "rank", "reference", "reference_row", "distance", "bulk_labels"]
+    assert table["bulk_labels"].dtype == reference.obs["bulk_labels"].dtype  # categories kept
     assert len(table) == query.n_obs * 5
     first = table.iloc[:5]
     assert (first["query"] == query.obs_names[0]).all() and first["rank"].tolist() == [0, 1, 2, 3, 4]

@@ -302,6 +302,10 @@ def _read_h5ad_obs(path: Path, obs_keys) -> pd.DataFrame:
 
     with h5py.File(path, "r") as handle:
         group = handle["obs"]
+        if not isinstance(group, h5py.Group):  # h5ad written before anndata 0.8: obs as one table
+            from anndata import read_h5ad
+
+            return _obs_columns(read_h5ad(path, backed="r").obs, obs_keys)
         index_key = group.attrs.get("_index", "_index")
         names = pd.Index(np.asarray(read_elem(group[index_key])).astype(str))
         available = [c for c in group.attrs.get("column-order", []) if c != index_key]
