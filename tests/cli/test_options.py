@@ -15,7 +15,7 @@ import pytest
 import omnicell as oc
 from omnicell.cli import build_parser
 from omnicell.cli._commands import EMBED_FUNCTIONS, FIGURES, TOOLS, Tool, tool_for
-from omnicell.cli._hints import HintError, data_file_keywords, type_hint, union_members
+from omnicell.cli._hints import HintError, data_file_keywords, takes_index, type_hint, union_members
 from omnicell.cli._options import SHARED, add_function_options, docstring_parameters, option_name, option_spec
 from omnicell.cli._parser import _tool_builder
 from omnicell.models import OmniCellModel
@@ -256,7 +256,13 @@ def test_a_keyword_hinted_anndata_is_a_data_file(typed):
     args = parser.parse_args(["in.h5ad", "-o", "out.h5ad", "--reference", "ref.h5ad"])
     assert args.reference == Path("ref.h5ad") and "--mode" in _options(parser)
     with_reference = {tool.name for tool in TOOLS if "--reference" in _options(_subparsers(build_parser())[tool.name])}
-    assert with_reference == {"annotate", "deconvolve"}
+    assert with_reference == {"annotate", "deconvolve", "map"}
+    # map_query also takes a path (an index folder or .tar), which --reference then passes on
+    assert [takes_index(tool.function, "reference") for tool in TOOLS if tool.name in with_reference] == [
+        False,
+        True,
+        False,
+    ]
 
 
 def test_a_checkpoint_output_follows_the_returned_model():

@@ -11,7 +11,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 
 import omnicell as oc
-from omnicell.tl._annotate import MLPClassifier
+from omnicell.tl._classifier import MLPClassifier
 
 
 @pytest.fixture

@@ -107,6 +107,16 @@ def _shards(name: str, count: int) -> None:
         print(f"{target.relative_to(REPO)}: {target.stat().st_size / 1024:.0f} KiB")
 
 
+def _index(name: str, label_key: str) -> None:
+    """A reference index of ``name`` as a tar, written by the command line itself (``omnicell index``), for map."""
+    source = HERE / "test-data" / name
+    target = HERE / "test-data" / f"{source.stem}_index.tar"
+    command = [sys.executable, "-m", "omnicell", "index", str(source), "-o", str(target), "--obs-keys", label_key,
+               "--quiet"]  # fmt: skip
+    subprocess.run(command, check=True)
+    print(f"{target.relative_to(REPO)}: {target.stat().st_size / 1024:.0f} KiB")
+
+
 def main() -> None:
     """Write every test file (see the module docstring)."""
     import omnicell as oc
@@ -126,6 +136,7 @@ def main() -> None:
     # The tools reading these two use obsm only: 30 genes and no provenance keep the files small.
     _write(_slim(embedded), "pbmc_embedded.h5ad")
     _write(_slim(_embedded(_pbmc(32, 3))), "pbmc_reference.h5ad")
+    _index("pbmc_reference.h5ad", "bulk_labels")
 
     # Every result the plot tool draws, and gene embeddings for gene-modules (150 genes).
     analysed = _embedded(_pbmc(32, 0, n_genes=150))

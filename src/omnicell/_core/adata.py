@@ -54,14 +54,17 @@ def get_matrix(adata: AnnData, layer: str | None):
     return adata.layers[layer]
 
 
-def resolve_modality(data: object, mod: str, function: str) -> tuple[MuData | None, AnnData]:
-    """``(MuData or None, the AnnData to work on)`` for an AnnData or a MuData's modality ``mod``."""
+def resolve_modality(data: object, mod: str, function: str, *, genes: bool = True) -> tuple[MuData | None, AnnData]:
+    """``(MuData or None, the AnnData to work on)`` for an AnnData or a MuData's modality ``mod``.
+
+    ``genes=False`` accepts an AnnData without genes (a tool that reads only embeddings).
+    """
     container = None
     if type(data).__name__ == "MuData":
         if mod not in data.mod:
             raise KeyError(f"{function}: the MuData has no modality {mod!r}; modalities: {list(data.mod)}. Pass mod=.")
         container, data = data, data.mod[mod]
-    return container, check_adata(data, function)
+    return container, check_adata(data, function, genes=genes)
 
 
 def update_mudata(container: MuData | None) -> None:

@@ -32,11 +32,11 @@ __all__ = [
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 
 
-def check_adata(adata: object, function: str) -> AnnData:
-    """Ensure ``adata`` is an AnnData object."""
+def check_adata(adata: object, function: str, *, genes: bool = True) -> AnnData:
+    """Ensure ``adata`` is an AnnData object with cells (and genes, unless ``genes=False``: embeddings only)."""
     if not isinstance(adata, AnnData):
         raise TypeError(f"{function} expects an AnnData object, got {type(adata).__name__}.")
-    if adata.n_obs == 0 or adata.n_vars == 0:
+    if adata.n_obs == 0 or (genes and adata.n_vars == 0):
         raise ValueError(f"{function} got an empty AnnData ({adata.n_obs} cells x {adata.n_vars} genes).")
     return adata
 

@@ -70,3 +70,7 @@ NICHE_PERTURB = "omnicell_niche_perturb"
 
 SHIFT_SUFFIX = "_shift"
 """``obs[key + SHIFT_SUFFIX]``: cosine distance between a cell's embedding before and after a perturbation."""
+
+SEARCH = "omnicell_search"
+"""Prefix of the ``obsm`` keys of reference search hits: ``SEARCH + '_indices'``, ``SEARCH + '_distances'``
+(``oc.tl.search``)."""

@@ -65,6 +65,9 @@ class Tool(_Command):
     #: Set for a function that returns a model: -o is then its checkpoint folder (``model.save``), and this
     #: word names the model in the help and the result line ("fine-tuned"); empty: -o is the data.
     checkpoint: str = ""
+    #: Set for a function that reads INPUT itself, given as a path (an .h5ad read in parts, or a SOMA
+    #: experiment), and saves its result to -o, its second argument: this names what -o holds.
+    saves: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +106,11 @@ def _proportions_table(adata, returned, keywords) -> pd.DataFrame:
     import pandas as pd
 
     return pd.DataFrame(adata.obsm[keywords.get("key_added", "omnicell_proportions")])
+
+
+def _mapping_table(adata, returned, keywords) -> pd.DataFrame:
+    key = keywords.get("key_added", "omnicell")
+    return adata.obs[[f"{key}_{name}" for name in ("label", "confidence", "label_set", "unknown", "novelty_pval")]]
 
 
 def _returned_table(adata, returned, keywords) -> pd.DataFrame:
@@ -209,6 +217,18 @@ TOOLS: tuple[Tool, ...] = (
         examples=("query.h5ad -o annotated.h5ad --reference reference.h5ad --label-key cell_type",),
     ),
     Tool(
+        "map",
+        "tl.map_query",
+        "map cells onto a labelled --reference (.h5ad or index): calibrated labels, label sets, unknown calls",
+        examples=(
+            "query.h5ad -o mapped.h5ad --reference reference.h5ad --label-key cell_type",
+            "query.h5ad -o mapped.h5ad --reference reference_index --label-key cell_type --alpha 0.05 "
+            "--table calls.tsv",
+        ),
+        table=_mapping_table,
+        table_help="one row per cell: label, confidence, label set, unknown call and novelty p-value",
+    ),
+    Tool(
         "cross-validate",
         "tl.cross_validate_annotation",
         "k-fold cross-validation of the annotation classifier on the input's labels",
@@ -223,6 +243,26 @@ TOOLS: tuple[Tool, ...] = (
         examples=("spots.h5ad -o proportions.h5ad --reference cells.h5ad --label-key cell_type --table props.tsv",),
         table=_proportions_table,
         table_help="cell-type proportions, one row per spot",
+    ),
+    Tool(
+        "index",
+        "tl.build_index",
+        "search index of an embedded reference, for mapping (a folder, or one .tar file)",
+        examples=("reference.h5ad -o reference_index --obs-keys cell_type", "reference.h5ad -o reference_index.tar"),
+        skip={
+            "reference": "the INPUT (an .h5ad, whose obsm is read in parts, or a SOMA experiment)",
+            "path": "the -o output",
+        },
+        saves="reference index",
+        covers=("load_index",),
+    ),
+    Tool(
+        "search",
+        "tl.search",
+        "nearest reference cells of each cell in a reference index (after index), with their metadata",
+        examples=("query.h5ad -o searched.h5ad --index reference_index --k 10 --table hits.tsv",),
+        table=_returned_table,
+        table_help="one row per cell and rank: reference cell, distance and its obs columns",
     ),
     Tool(
         "benchmark",
@@ -268,6 +308,13 @@ FIGURES: tuple[Figure, ...] = (
         "pl.marker_genes",
         "marker-gene dot plot (after marker-genes)",
         examples=("markers.h5ad -o markers.png --n-genes 5",),
+        skip={"return_fig": "plot writes the figure into the -o file"},
+    ),
+    Figure(
+        "mapping",
+        "pl.mapping",
+        "confidence, label sets and unknown calls (after map)",
+        examples=("mapped.h5ad -o mapping.png --basis umap",),
         skip={"return_fig": "plot writes the figure into the -o file"},
     ),
     Figure(

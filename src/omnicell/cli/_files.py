@@ -73,10 +73,24 @@ def read_data(path: Path, *, mod: str | None, what: str = "input file", backed: 
         raise InputError(f"cannot read {what} {path} ({detail}); is it a valid {path.suffix} file?") from error
 
 
-def read_reference(path: Path | None, *, mod: str | None, command: str):
-    """The AnnData of ``--reference`` (the modality ``mod`` of an .h5mu)."""
+def read_reference(path: Path | None, *, mod: str | None, command: str, index: bool = False):
+    """The AnnData of ``--reference`` (the modality ``mod`` of an .h5mu).
+
+    With ``index`` (the function also takes a reference index), an index folder or .tar is passed on as
+    its path, for the function to open memory-mapped.
+    """
     if path is None:
         raise InputError(f"{command} needs --reference FILE: an .h5ad with labelled reference cells.")
+    if index:
+        from omnicell.data import is_index_folder, is_index_tar
+
+        if is_index_folder(path) or is_index_tar(path):
+            return str(path)
+        if Path(path).is_dir():
+            raise InputError(
+                f"reference {path} is a folder but not a reference index (no manifest.json); give an .h5ad or a "
+                "folder written by `omnicell index`."
+            )
     data, mod = read_data(path, mod=mod if Path(path).suffix == ".h5mu" else None, what="reference file")
     return data.mod[mod] if mod is not None else data
 

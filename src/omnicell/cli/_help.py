@@ -53,6 +53,8 @@ KEYWORD_HELP: dict[str | tuple[str, str], str] = {
     ("tl.perturb_genes", "key_added"): "key of the results: obs key plus _shift, obsm, layers and uns keys",
     ("tl.perturb_niche", "key_added"): "key of the results: obs key plus _shift (and _domain_before, "
     "_domain_after), obsm, layers and uns keys",
+    ("tl.search", "index"): "reference index: a folder or .tar written by `omnicell index`, or an embedded reference "
+    ".h5ad (indexed now, exactly up to 100,000 cells)",
     ("pl.proportions", "key"): "obsm key of the proportions (one column per cell type)",
     ("pl.marker_genes", "use_raw"): "plot the markers from .raw of the input; none: as they were computed",
 }

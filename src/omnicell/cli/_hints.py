@@ -16,7 +16,7 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["HintError", "data_file_keywords", "type_hint", "union_members"]
+__all__ = ["HintError", "data_file_keywords", "takes_index", "type_hint", "union_members"]
 
 #: Names a module may import only under ``TYPE_CHECKING``: ``name -> (module, attribute or None)``.
 _FALLBACK: dict[str, tuple[str, str | None]] = {
@@ -98,10 +98,19 @@ def union_members(hint: Any) -> tuple[list[Any], bool]:
 def data_file_keywords(function: Callable, shared: Mapping[str, str]) -> list[str]:
     """Keywords of ``function`` given as a data file (``--reference FILE``): those in ``shared`` hinted ``AnnData``.
 
-    The first parameter is the INPUT and never one of them; a keyword without annotation is not one either.
+    ``AnnData`` alone or beside other forms, such as a path (see :func:`takes_index`). The first parameter is
+    the INPUT and never one of them; a keyword without annotation is not one either.
     """
     from anndata import AnnData
 
     annotated = getattr(inspect.unwrap(function), "__annotations__", {})
     names = [name for name in list(inspect.signature(function).parameters)[1:] if name in shared and name in annotated]
-    return [name for name in names if union_members(type_hint(function, name))[0] == [AnnData]]
+    return [name for name in names if AnnData in union_members(type_hint(function, name))[0]]
+
+
+def takes_index(function: Callable, name: str) -> bool:
+    """Whether data-file keyword ``name`` also takes a path (``map_query``'s reference: an index folder or .tar)."""
+    import os
+
+    return any(isinstance(member, type) and issubclass(member, os.PathLike)
+               for member in union_members(type_hint(function, name))[0])  # fmt: skip

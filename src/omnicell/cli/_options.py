@@ -29,6 +29,7 @@ __all__ = [
     "DATA_FILES",
     "HIDDEN_ALIASES",
     "LABELS_OR_ALL",
+    "INDEX_FILES",
     "RENAMED",
     "SHARED",
     "add_function_options",
@@ -54,6 +55,12 @@ SHARED: dict[str, str] = {
 #: Help of the keywords given as a data file, ``--reference FILE``: those of :data:`SHARED` hinted ``AnnData``
 #: (see :func:`._hints.data_file_keywords`); the command reads the file and passes its AnnData.
 DATA_FILES: dict[str, str] = {"reference": "labelled reference cells (.h5ad), embedded with the same model"}
+
+#: What a data-file option also takes when its keyword takes a path (see :func:`._hints.takes_index`).
+INDEX_FILES: dict[str, str] = {
+    "reference": "labelled reference cells (.h5ad) embedded with the same model, or a reference index (a folder "
+    "or .tar written by `omnicell index` with the labels among its --obs-keys)"
+}
 
 _SECTION = re.compile(r"^(?P<title>[A-Z][A-Za-z ]+)\n-{3,}\n", re.MULTILINE)
 

@@ -153,12 +153,14 @@ def _io_arguments(
 
 def _data_file_arguments(parser: argparse.ArgumentParser, function) -> None:
     """``--reference FILE``: a keyword of ``function`` hinted ``AnnData``, read from a file by the command."""
-    from omnicell.cli._hints import data_file_keywords
-    from omnicell.cli._options import DATA_FILES, SHARED, option_name
+    from omnicell.cli._hints import data_file_keywords, takes_index
+    from omnicell.cli._options import DATA_FILES, INDEX_FILES, SHARED, option_name
 
     for name in data_file_keywords(function, SHARED):
-        parser.add_argument(option_name(name), dest=name, type=Path, required=True, metavar="FILE",
-                            help=DATA_FILES[name])  # fmt: skip
+        index = takes_index(function, name)
+        parser.add_argument(option_name(name), dest=name, type=Path, required=True,
+                            metavar="FILE_OR_INDEX" if index else "FILE",
+                            help=(INDEX_FILES if index else DATA_FILES)[name])  # fmt: skip
 
 
 def _build_embed(embed: argparse.ArgumentParser) -> None:
@@ -204,6 +206,12 @@ def _tool_builder(tool) -> Callable[[argparse.ArgumentParser], None]:
         function = tool.function
         if tool.checkpoint:  # the function returns a model: -o is its checkpoint folder
             _io_arguments(parser, output=f"checkpoint folder for the {tool.checkpoint} model")
+        elif tool.saves:  # the function reads INPUT and writes -o itself
+            _io_arguments(
+                parser, output=f"{tool.saves}: a folder, or an uncompressed tar when it ends in .tar", input_type=str,
+                input_help="embedded reference: an .h5ad (never modified; only its obs and obsm are read, obsm in "
+                "parts) or a TileDB-SOMA experiment (folder or URI)",
+            )  # fmt: skip
         else:
             _io_arguments(parser)
         _data_file_arguments(parser, function)

@@ -10,7 +10,7 @@ from typing import Any
 
 from omnicell._core.atomic import atomic_output
 from omnicell.cli._files import InputError, check_output, read_data, read_reference, write_data
-from omnicell.cli._hints import data_file_keywords
+from omnicell.cli._hints import data_file_keywords, takes_index
 from omnicell.cli._options import SHARED
 
 __all__ = ["run_embed", "run_merge", "run_models", "run_plot", "run_pretrain", "run_tool"]
@@ -79,8 +79,9 @@ def _call_keywords(function, args: argparse.Namespace, mod: str | None, given: d
         keywords["device"] = args.device
     if "mod" in parameters and mod is not None:
         keywords["mod"] = mod
-    for name in data_file_keywords(function, SHARED):  # --reference FILE
-        keywords[name] = read_reference(getattr(args, name), mod=mod, command=args.command)
+    for name in data_file_keywords(function, SHARED):  # --reference FILE (or an index, where the function takes one)
+        keywords[name] = read_reference(getattr(args, name), mod=mod, command=args.command,
+                                        index=takes_index(function, name))  # fmt: skip
     return keywords
 
 
@@ -196,6 +197,9 @@ def run_merge(args: argparse.Namespace) -> None:
 def run_tool(args: argparse.Namespace) -> None:
     tool = args.tool
     _apply_common(args)
+    if tool.saves:
+        _run_saving_tool(args)
+        return
     if tool.checkpoint:  # the function returns a model, saved as a checkpoint folder
         if args.output.exists() and not args.output.is_dir():
             raise InputError(f"-o {args.output}: {tool.name} writes a checkpoint folder; this is a file.")
@@ -223,6 +227,32 @@ def run_tool(args: argparse.Namespace) -> None:
         written.append(str(table_path))
     write_data(data, args.output)
     _say(f"wrote {' and '.join(written)} ({tool.name}, {adata.n_obs} cells)")
+
+
+def _run_saving_tool(args: argparse.Namespace) -> None:
+    """A function that reads INPUT (a path) and saves to -o itself: ``function(input, output, **options)``."""
+    from omnicell.data import is_index_folder, is_index_tar, is_soma_uri
+
+    tool = args.tool
+    source = args.input
+    if not is_soma_uri(source):
+        source = Path(source)
+        if not source.is_file():
+            raise InputError(f"input file {source} does not exist (or is a folder that is not a SOMA experiment).")
+        if source.resolve() == Path(args.output).resolve():
+            raise InputError(f"-o {args.output}: the output must differ from the input.")
+    output = Path(args.output)
+    tar = output.suffix == ".tar"
+    if output.exists() and not (is_index_tar(output) if tar else is_index_folder(output)):
+        raise InputError(
+            f"-o {output} exists and is not a {tool.saves}; choose a new path (an existing {tool.saves} is replaced)."
+        )
+    keywords = _call_keywords(tool.function, args, None, _keywords(args, "tool:"))
+    with atomic_output(output, directory=not tar) as temporary:
+        if tar:
+            temporary.unlink()  # the function writes the tar itself
+        returned = tool.function(str(source), temporary, **keywords)
+    _say(f"wrote {output} ({tool.saves}: {returned.n_cells} cells, {returned.dim} dimensions, {returned.method})")
 
 
 def run_plot(args: argparse.Namespace) -> None:

@@ -15,6 +15,7 @@ from omnicell.data._genes import (
     vocabulary_token_ids,
 )
 from omnicell.data._hvg import highly_variable_scores, seurat_v3_scores, top_variable
+from omnicell.data._index import ReferenceIndex, is_index_folder, is_index_tar
 from omnicell.data._matrix import check_matrix_values, check_values, read_csr, read_rows
 from omnicell.data._model_tokenization import (
     RELEASED_TOKENIZATION,
@@ -38,6 +39,7 @@ __all__ = [
     "TOKENIZATION_FILE",
     "GeneMapping",
     "ModelTokenization",
+    "ReferenceIndex",
     "SingleCellTokenization",
     "SpatialTokenization",
     "Species",
@@ -53,6 +55,8 @@ __all__ = [
     "graph_neighbors",
     "highly_variable_scores",
     "human_gene_ids",
+    "is_index_folder",
+    "is_index_tar",
     "is_soma_uri",
     "map_gene_names",
     "median_neighbor_distance",

@@ -10,15 +10,18 @@ from omnicell.tl._expert_usage import expert_usage
 from omnicell.tl._fine_tune import fine_tune
 from omnicell.tl._gene_importance import gene_importance, importance_roc
 from omnicell.tl._gene_modules import gene_modules
+from omnicell.tl._mapping import map_query
 from omnicell.tl._marker_genes import marker_genes
 from omnicell.tl._perturb import perturb_genes
 from omnicell.tl._perturb_niche import perturb_niche
 from omnicell.tl._robustness import dropout_robustness
+from omnicell.tl._search import build_index, load_index, search
 from omnicell.tl._spatial_domains import neighborhood_average, spatial_domains
 
 __all__ = [
     "annotate",
     "benchmark",
+    "build_index",
     "cross_validate_annotation",
     "deconvolve",
     "dropout_robustness",
@@ -30,9 +33,12 @@ __all__ = [
     "gene_importance",
     "gene_modules",
     "importance_roc",
+    "load_index",
+    "map_query",
     "marker_genes",
     "neighborhood_average",
     "perturb_genes",
     "perturb_niche",
+    "search",
     "spatial_domains",
 ]

@@ -18,103 +18,18 @@ if TYPE_CHECKING:
 
 from omnicell._core import keys
 from omnicell._core.adata import copy_target, finish, resolve_modality
-from omnicell._core.checks import resolve_random_state
+from omnicell._core.checks import check_count, resolve_random_state
 from omnicell._core.docs import doc_params
-from omnicell._core.progress import progress
 from omnicell._core.provenance import write_record
+from omnicell.data import ReferenceIndex
 from omnicell.models import resolve_device
 from omnicell.tl._cell_tasks import get_labels, get_representation, label_classes, warn_if_models_differ
+from omnicell.tl._classifier import DEFAULT_HIDDEN, check_training, fit_classifier, predict_proba
+from omnicell.tl._conformal import DEFAULT_BATCH, check_alpha, plan_transfer, summarise, transfer, write_calls
 
-__all__ = ["MLPClassifier", "annotate", "cross_validate_annotation", "fit_classifier", "predict_proba"]
+__all__ = ["annotate", "cross_validate_annotation"]
 
 logger = logging.getLogger("omnicell")
-
-DEFAULT_HIDDEN = (512, 256)
-
-
-class MLPClassifier(torch.nn.Module):
-    """The paper's cell-type classifier: three linear layers, layer norm and ReLU after the first two."""
-
-    def __init__(self, n_inputs: int, n_classes: int, hidden_sizes: Sequence[int] = DEFAULT_HIDDEN) -> None:
-        super().__init__()
-        if len(hidden_sizes) != 2 or min(hidden_sizes) < 1:
-            raise ValueError(f"hidden_sizes must be two positive layer widths, got {tuple(hidden_sizes)!r}.")
-        first, second = (int(h) for h in hidden_sizes)
-        self.layers = torch.nn.Sequential(
-            torch.nn.Linear(n_inputs, first), torch.nn.LayerNorm(first), torch.nn.ReLU(),
-            torch.nn.Linear(first, second), torch.nn.LayerNorm(second), torch.nn.ReLU(),
-            torch.nn.Linear(second, n_classes),
-        )  # fmt: skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
-
-def fit_classifier(
-    features: np.ndarray,
-    targets: np.ndarray,
-    n_classes: int,
-    *,
-    hidden_sizes: Sequence[int] = DEFAULT_HIDDEN,
-    epochs: int = 20,
-    lr: float = 1e-4,
-    weight_decay: float = 0.01,
-    batch_size: int = 64,
-    seed: int = 0,
-    device: torch.device | None = None,
-    description: str = "annotate",
-) -> tuple[MLPClassifier, float]:
-    """Train :class:`MLPClassifier` with AdamW and cross-entropy; returns it and the last epoch's mean loss.
-
-    Initialisation and shuffling draw from generators seeded with ``seed`` (the global torch
-    random state is left as it was), so a seed gives the same classifier on the same device.
-    """
-    device = device if device is not None else torch.device("cpu")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        network = MLPClassifier(features.shape[1], n_classes, hidden_sizes)
-    network.to(device).train()
-    optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
-    x = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32), device=device)
-    y = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=device)
-    generator = torch.Generator().manual_seed(seed)
-    loss_value = float("nan")
-    for _ in progress(range(epochs), desc=description, unit="epochs"):
-        order = torch.randperm(len(x), generator=generator).to(device)
-        total = 0.0
-        for start in range(0, len(x), batch_size):
-            rows = order[start : start + batch_size]
-            loss = torch.nn.functional.cross_entropy(network(x[rows]), y[rows])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(rows)
-        loss_value = total / len(x)
-    return network.eval(), loss_value
-
-
-def predict_proba(network: MLPClassifier, features: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
-    """(n, n_classes) float32 class probabilities."""
-    device = next(network.parameters()).device
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(features), batch_size):
-            x = torch.as_tensor(
-                np.ascontiguousarray(features[start : start + batch_size], dtype=np.float32), device=device
-            )
-            out.append(torch.softmax(network(x), dim=1).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, network.layers[-1].out_features), dtype=np.float32)
-
-
-def _check_training(epochs: int, lr: float, batch_size: int, hidden_sizes: Sequence[int]) -> None:
-    if int(epochs) < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}.")
-    if float(lr) <= 0:
-        raise ValueError(f"lr must be positive, got {lr}.")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    if len(hidden_sizes) != 2 or min(int(h) for h in hidden_sizes) < 1:
-        raise ValueError(f"hidden_sizes must be two positive layer widths, got {tuple(hidden_sizes)!r}.")
 
 
 @doc_params
@@ -129,6 +44,10 @@ def annotate(
     lr: float = 1e-4,
     weight_decay: float = 0.01,
     batch_size: int = 64,
+    alpha: float | None = None,
+    unknown_alpha: float | None = None,
+    k: int = 15,
+    folds: int = 5,
     random_state: int | None = None,
     device: str | torch.device | None = None,
     key_added: str = keys.LABEL,
@@ -143,6 +62,14 @@ def annotate(
     ``reference.obs[label_key]``, then applied to ``adata.obsm[use_rep]``. Embed the reference
     and the query with the same model and settings (:func:`omnicell.tl.embed_cells`); a
     different model recorded in the two is reported with a warning.
+
+    With ``alpha`` (e.g. 0.1), the probabilities are calibrated and each cell gets a conformal
+    label set and an unknown call, as :func:`omnicell.tl.map_query` with ``method="mlp"`` makes
+    them: one classifier per fold of the reference (``folds``), the held-out reference cells fixing
+    the temperature, the label-set threshold and the novelty null (the mean distance to the ``k``
+    nearest reference cells); the query's probabilities are the fold classifiers' mean, calibrated.
+    Without it (the default), the paper's single classifier is trained on the whole reference and
+    its uncalibrated probabilities are written, as in the paper's benchmarks.
 
     Parameters
     ----------
@@ -165,8 +92,18 @@ def annotate(
         AdamW weight decay.
     batch_size
         Cells per optimisation step.
+    alpha
+        Miscoverage of the label sets (they hold the true label of at least ``1 - alpha`` of cells
+        like the reference's), e.g. 0.1; None: the paper's single uncalibrated classifier, no sets
+        or unknown call.
+    unknown_alpha
+        Level of the novelty test of the unknown call; None uses ``alpha``.
+    k
+        Reference neighbours of the novelty statistic (with ``alpha``).
+    folds
+        Classifiers, each trained without one fold of the reference (with ``alpha``).
     random_state
-        Random seed of initialisation and shuffling; None uses ``oc.settings.seed``.
+        Random seed of initialisation, shuffling and folds; None uses ``oc.settings.seed``.
     device
         Where to train; None uses ``oc.settings.device``.
     key_added
@@ -180,13 +117,25 @@ def annotate(
     None, or a copy of ``adata`` when ``copy=True``. Writes
 
     ``adata.obs[key_added]``
-        Categorical predicted label (categories: the reference's labels).
+        Categorical predicted label, the most probable (categories: the reference's labels; the
+        unknown call is the column below, so this column keeps its meaning).
     ``adata.obsm[key_added + '_probabilities']``
-        DataFrame indexed like ``obs`` with one column of probabilities per label.
+        DataFrame indexed like ``obs`` with one column of probabilities per label (calibrated with
+        ``alpha``).
+    ``adata.obs[key_added + '_confidence']``
+        (with ``alpha``) Calibrated probability of the predicted label.
+    ``adata.obs[key_added + '_label_set']``
+        (with ``alpha``) The conformal label set, labels joined by ``"|"``.
+    ``adata.obs[key_added + '_unknown']``
+        (with ``alpha``) Bool: novelty p-value below ``unknown_alpha`` or empty label set.
+    ``adata.obs[key_added + '_novelty_pval']``
+        (with ``alpha``) Conformal p-value of the novelty statistic.
     ``adata.uns['omnicell']['annotate']``
-        Parameters, the labels (``classes``), reference size and the final training loss.
+        Parameters, the labels (``classes``), reference size and the final training loss (mean over
+        the folds with ``alpha``); with ``alpha`` also what :func:`omnicell.tl.map_query` records of
+        the calibration (``temperature``, ``threshold``, ``coverage``, ``mean_set_size`` ...).
     """
-    container, adata = resolve_modality(adata, mod, "annotate")
+    container, adata = resolve_modality(adata, mod, "annotate", genes=False)
     if not isinstance(reference, AnnData):
         raise TypeError(f"annotate: reference must be an AnnData with labels, got {type(reference).__name__}.")
     query = get_representation(adata, use_rep, "annotate")
@@ -197,27 +146,47 @@ def annotate(
             "in the query. Embed both with the same model and projection (oc.tl.embed_cells)."
         )
     labels = get_labels(reference, label_key, "annotate")
-    _check_training(epochs, lr, batch_size, hidden_sizes)
+    check_training(epochs, lr, batch_size, hidden_sizes)
     warn_if_models_differ(adata, reference, use_rep)
     known = labels.notna().to_numpy()
     classes = label_classes(reference.obs[label_key], labels[known])
     targets = pd.Categorical(labels[known], categories=classes).codes
     seed = resolve_random_state(random_state, "annotate")
     torch_device = resolve_device(device)
+    mlp = {"hidden_sizes": tuple(int(h) for h in hidden_sizes), "epochs": int(epochs), "lr": float(lr),
+           "weight_decay": float(weight_decay), "batch_size": int(batch_size)}  # fmt: skip
+    if alpha is not None:
+        alpha = check_alpha(alpha, "alpha", "annotate")
+        unknown_alpha = alpha if unknown_alpha is None else check_alpha(unknown_alpha, "unknown_alpha", "annotate")
+        k = check_count(k, "k")
+        folds = check_count(folds, "folds", minimum=2)
+        codes = np.asarray(targets, dtype=np.int64)
+        fold_of = plan_transfer(codes, k=k, folds=folds, seed=seed, function="annotate")
 
     started = time.perf_counter()
-    network, loss = fit_classifier(
-        features[known], targets, len(classes), hidden_sizes=hidden_sizes, epochs=int(epochs), lr=float(lr),
-        weight_decay=float(weight_decay), batch_size=int(batch_size), seed=seed, device=torch_device,
-    )  # fmt: skip
-    probabilities = predict_proba(network, query)
+    calibrated: dict = {}
+    if alpha is None:
+        network, loss = fit_classifier(features[known], targets, len(classes), seed=seed, device=torch_device, **mlp)
+        probabilities = predict_proba(network, query)
+    else:
+        index = ReferenceIndex.build(features[known], method="auto", random_state=seed)
+        calibration, calls, mapper = transfer(
+            index, codes, fold_of, classes, query, method="mlp", k=k, seed=seed, alpha=alpha,
+            unknown_alpha=unknown_alpha, max_calibration_cells=len(codes), mlp=mlp, device=torch_device,
+            batch_size=DEFAULT_BATCH,
+        )  # fmt: skip
+        loss = float(np.mean(mapper.losses))
+        calibrated = {"k": k, "folds": folds, **calibration.record(), **summarise(calls, classes, None)}
 
     if copy:
         container, adata = copy_target(container, adata, mod)
-    adata.obs[key_added] = pd.Categorical.from_codes(probabilities.argmax(axis=1), categories=classes)
-    adata.obsm[key_added + keys.PROBABILITIES_SUFFIX] = pd.DataFrame(
-        probabilities, index=adata.obs_names, columns=classes
-    )
+    if alpha is None:
+        adata.obs[key_added] = pd.Categorical.from_codes(probabilities.argmax(axis=1), categories=classes)
+        adata.obsm[key_added + keys.PROBABILITIES_SUFFIX] = pd.DataFrame(
+            probabilities, index=adata.obs_names, columns=classes
+        )
+    else:
+        write_calls(adata, calls, classes, label_key=key_added, prefix=key_added, unknown_label=False)
     write_record(
         adata,
         "annotate",
@@ -235,6 +204,7 @@ def annotate(
             "classes": np.asarray(classes, dtype=str),
             "n_reference_cells": int(known.sum()),
             "final_loss": loss,
+            **calibrated,
         },
     )
     logger.info(
@@ -304,7 +274,7 @@ def cross_validate_annotation(
     container, adata = resolve_modality(adata, mod, "cross_validate_annotation")
     features = get_representation(adata, use_rep, "cross_validate_annotation")
     labels = get_labels(adata, label_key, "cross_validate_annotation")
-    _check_training(epochs, lr, batch_size, hidden_sizes)
+    check_training(epochs, lr, batch_size, hidden_sizes)
     known = np.flatnonzero(labels.notna().to_numpy())
     classes = label_classes(adata.obs[label_key], labels.iloc[known])
     targets = pd.Categorical(labels.iloc[known], categories=classes).codes
