@@ -181,6 +181,10 @@ class ReferenceIndex:
         obs = _check_obs(obs, n_cells)
         if method == "auto":
             method = "exact" if n_cells <= exact_max_cells else "pynndescent"
+        if method == "pynndescent" and n_cells < 3:
+            raise ValueError(
+                f"An approximate index needs at least 3 reference cells, got {n_cells}; use method='exact'."
+            )
         sha = _sha256(embeddings)
         index = cls(embeddings, obs, metric=metric, method=method, sha256=sha, use_rep=use_rep, source=source)
         if method == "pynndescent":
@@ -544,7 +548,7 @@ def _build_ann(data: np.ndarray, *, random_state: int):
     ann = NNDescent(
         data,
         metric="euclidean",
-        n_neighbors=30,
+        n_neighbors=min(30, data.shape[0] - 1),
         random_state=random_state,
         low_memory=True,
         search_tree_leaf_budget=8,
