@@ -12,7 +12,7 @@ from omnicell.tl._gene_importance import gene_importance, importance_roc
 from omnicell.tl._gene_modules import gene_modules
 from omnicell.tl._marker_genes import marker_genes
 from omnicell.tl._robustness import dropout_robustness
-from omnicell.tl._search import build_index, load_index, search
+from omnicell.tl._search import build_index, search
 from omnicell.tl._spatial_domains import neighborhood_average, spatial_domains
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "gene_importance",
     "gene_modules",
     "importance_roc",
-    "load_index",
     "marker_genes",
     "neighborhood_average",
     "search",
