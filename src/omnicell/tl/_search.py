@@ -60,7 +60,7 @@ def build_index(
         ``obsm`` key of the embeddings.
     obs_keys
         ``obs`` columns to keep with the index (labels and metadata the search results report);
-        None keeps all of them.
+        None keeps all of them (of a SOMA experiment, only ``soma_joinid``: name the columns).
     metric
         ``"euclidean"`` or ``"cosine"``.
     method
@@ -237,7 +237,8 @@ def _read_reference(reference, use_rep: str, obs_keys, chunk_size: int) -> tuple
         return embeddings, _obs_columns(reference.obs, obs_keys), source
     if not isinstance(reference, str | os.PathLike):
         raise TypeError(
-            f"build_index: reference must be an AnnData, an .h5ad path or a SOMA URI, got {type(reference).__name__}."
+            "build_index: the reference must be an AnnData, an .h5ad path or a SOMA URI, "
+            f"got {type(reference).__name__}."
         )
     if is_soma_uri(reference):
         columns = () if obs_keys is None else ([obs_keys] if isinstance(obs_keys, str) else list(obs_keys))
