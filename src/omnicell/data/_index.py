@@ -50,8 +50,9 @@ EXACT_MAX_CELLS = 100_000
 # 1024 x 4096 float32 (16 MiB, and 32 MiB of argpartition indices), whatever the size of the reference.
 REFERENCE_BLOCK = 4096
 DEFAULT_BATCH_SIZE = 1024
-# Extra candidates kept per query before the exact re-ranking, so that rounding in the
-# matrix-product distances cannot push a true neighbour out at the k-th place.
+# Extra candidates kept per query before the exact re-ranking: rounding in the float32 matrix-product
+# distances (about 1e-7 of the squared norms) can then push a true neighbour out at the k-th place only
+# when more than 8 other reference cells lie within that rounding of it.
 CANDIDATE_MARGIN = 8
 # Search effort of pynndescent queries (its default is 0.1). On 10^6 clustered cells (100 clusters, 64
 # dimensions) recall@10 of the 18 candidates was 0.92 at 0.1, 0.97 at 0.15, 0.99 at 0.2 and 0.999 at 0.3,
