@@ -32,7 +32,7 @@ def test_index_then_search_equal_the_python_calls(files, tmp_path, name):
     options = ["--use-rep", "X_pca", "--obs-keys", "bulk_labels,n_genes"]
     assert _cli("index", files / "reference.h5ad", "-o", output, *options, "--chunk-size", "64") == 0
     assert output.is_dir() == (name == "index")
-    written = oc.tl.load_index(output)
+    written = oc.data.ReferenceIndex.load(output)
     expected = oc.tl.build_index(files / "reference.h5ad", use_rep="X_pca", obs_keys=["bulk_labels", "n_genes"])
     assert (written.sha256, written.method, written.use_rep) == (expected.sha256, "exact", "X_pca")
     pd.testing.assert_frame_equal(written.obs, expected.obs)
@@ -75,7 +75,7 @@ def test_index_refuses_outputs_and_inputs_it_cannot_use(files, tmp_path, capsys)
     index = tmp_path / "index"
     assert _cli("index", files / "reference.h5ad", "-o", index, "--use-rep", "X_pca", "--obs-keys", "bulk_labels") == 0
     assert _cli("index", files / "reference.h5ad", "-o", index, "--use-rep", "X_pca", "--metric", "cosine") == 0
-    assert oc.tl.load_index(index).metric == "cosine"
+    assert oc.data.ReferenceIndex.load(index).metric == "cosine"
 
 
 def test_search_refuses_a_folder_that_is_not_an_index(files, tmp_path, capsys):

@@ -100,6 +100,15 @@ def test_approximate_search_does_not_depend_on_batch_size_or_the_build(approxima
     np.testing.assert_array_equal(again.query(queries, 10)[0], indices)
 
 
+def test_approximate_index_of_a_few_cells_is_exact(reference, queries):
+    small = reference[:5]
+    approximate = ReferenceIndex.build(small, method="pynndescent").query(queries[:20], 5)
+    for a, b in zip(approximate, ReferenceIndex.build(small).query(queries[:20], 5), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="at least 3 reference cells"):
+        ReferenceIndex.build(reference[:2], method="pynndescent")
+
+
 def test_auto_switches_at_the_threshold(reference):
     assert ReferenceIndex.build(reference[:100], exact_max_cells=100).method == "exact"
     # One cell over: the approximate index (built on a small set to keep the test short).

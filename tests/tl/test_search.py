@@ -72,7 +72,7 @@ def test_every_reference_source_builds_the_same_index(halves, tmp_path):
     tar = tmp_path / "index.tar"
     from_file = oc.tl.build_index(path, tar, use_rep="X_pca", obs_keys=["bulk_labels"], chunk_size=50)
     backed = oc.tl.build_index(ad.read_h5ad(path, backed="r"), use_rep="X_pca", obs_keys=["bulk_labels"])
-    loaded = oc.tl.load_index(tmp_path / "index.tar")
+    loaded = oc.data.ReferenceIndex.load(tmp_path / "index.tar")
     assert isinstance(loaded.embeddings, np.memmap)
     for index in (from_file, backed, loaded):
         assert index.sha256 == in_memory.sha256

@@ -249,12 +249,8 @@ TOOLS: tuple[Tool, ...] = (
         "tl.build_index",
         "search index of an embedded reference, for mapping (a folder, or one .tar file)",
         examples=("reference.h5ad -o reference_index --obs-keys cell_type", "reference.h5ad -o reference_index.tar"),
-        skip={
-            "reference": "the INPUT (an .h5ad, whose obsm is read in parts, or a SOMA experiment)",
-            "path": "the -o output",
-        },
+        skip={"path": "the -o output"},
         saves="reference index",
-        covers=("load_index",),
     ),
     Tool(
         "search",

@@ -15,7 +15,7 @@ from omnicell.tl._marker_genes import marker_genes
 from omnicell.tl._perturb import perturb_genes
 from omnicell.tl._perturb_niche import perturb_niche
 from omnicell.tl._robustness import dropout_robustness
-from omnicell.tl._search import build_index, load_index, search
+from omnicell.tl._search import build_index, search
 from omnicell.tl._spatial_domains import neighborhood_average, spatial_domains
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "gene_importance",
     "gene_modules",
     "importance_roc",
-    "load_index",
     "map_query",
     "marker_genes",
     "neighborhood_average",

@@ -25,7 +25,7 @@ from omnicell._core.provenance import write_record
 from omnicell.data import ReferenceIndex, is_index_folder, is_index_tar, is_soma_uri, read_soma
 from omnicell.tl._cell_tasks import get_representation
 
-__all__ = ["build_index", "load_index", "search"]
+__all__ = ["build_index", "load_index", "search"]  # load_index: for tl (map_query), not exported
 
 INDICES_SUFFIX = "_indices"
 DISTANCES_SUFFIX = "_distances"
@@ -34,7 +34,7 @@ DEFAULT_CHUNK_SIZE = 16_384
 
 
 def build_index(
-    reference: AnnData | str | os.PathLike,
+    adata: AnnData | str | os.PathLike,
     path: str | os.PathLike | None = None,
     *,
     use_rep: str = keys.EMBEDDING,
@@ -48,7 +48,7 @@ def build_index(
 
     Parameters
     ----------
-    reference
+    adata
         The embedded reference: an AnnData (in memory or backed), the path of an ``.h5ad`` file
         (``obsm[use_rep]`` is read ``chunk_size`` rows at a time; ``X`` is never read), or a
         TileDB-SOMA experiment URI whose ``RNA`` measurement holds ``obsm[use_rep]``. (``omnicell
@@ -60,7 +60,7 @@ def build_index(
         ``obsm`` key of the embeddings.
     obs_keys
         ``obs`` columns to keep with the index (labels and metadata the search results report);
-        None keeps all of them.
+        None keeps all of them (of a SOMA experiment, only ``soma_joinid``: name the columns).
     metric
         ``"euclidean"`` or ``"cosine"``.
     method
@@ -74,14 +74,14 @@ def build_index(
     Returns
     -------
     The :class:`omnicell.data.ReferenceIndex` (also saved to ``path`` when given). Nothing is
-    written into ``reference``.
+    written into ``adata``.
     """
     seed = resolve_random_state(random_state, "build_index")
     chunk_size = check_count(chunk_size, "chunk_size")
     check_key_added(use_rep, "use_rep")
     if path is not None:
         _check_index_path(Path(path))
-    embeddings, obs, source = _read_reference(reference, use_rep, obs_keys, chunk_size)
+    embeddings, obs, source = _read_reference(adata, use_rep, obs_keys, chunk_size)
     index = ReferenceIndex.build(
         embeddings, obs, metric=metric, method=method, random_state=seed, use_rep=use_rep, source=source
     )
@@ -112,8 +112,7 @@ def load_index(
             return ReferenceIndex.load(path)
         if path.is_dir() or path.suffix == ".tar":
             raise ValueError(
-                f"{path} is not a reference index (it holds no manifest.json); build one with "
-                "oc.tl.build_index(reference, path) or omnicell index."
+                f"{path} is not a reference index (it holds no manifest.json); build one with oc.tl.build_index()."
             )
     return build_index(source, use_rep=use_rep, obs_keys=obs_keys, metric=metric)
 
@@ -238,7 +237,8 @@ def _read_reference(reference, use_rep: str, obs_keys, chunk_size: int) -> tuple
         return embeddings, _obs_columns(reference.obs, obs_keys), source
     if not isinstance(reference, str | os.PathLike):
         raise TypeError(
-            f"build_index: reference must be an AnnData, an .h5ad path or a SOMA URI, got {type(reference).__name__}."
+            "build_index: the reference must be an AnnData, an .h5ad path or a SOMA URI, "
+            f"got {type(reference).__name__}."
         )
     if is_soma_uri(reference):
         columns = () if obs_keys is None else ([obs_keys] if isinstance(obs_keys, str) else list(obs_keys))
