@@ -8,6 +8,7 @@ pbmc68k_reduced embedded by the bundled omnicell-tiny model (real cells, FACS-so
 from __future__ import annotations
 
 import functools
+import warnings
 
 import anndata as ad
 import numpy as np
@@ -159,6 +160,21 @@ def test_shifted_query_reports_the_coverage_it_reaches(pbmc_tiny):
     # The shift costs coverage and is seen by the novelty test: most shifted cells are called unknown.
     assert moved["query_coverage"] < same["query_coverage"] - 0.05
     assert moved["unknown_fraction"] > 0.5 > same["unknown_fraction"]
+
+
+def test_warns_when_query_and_reference_were_read_with_other_genes(pbmc_tiny):
+    """Each data set's own variable genes make other inputs; the reference's genes (even some missing) do not."""
+    reference, query = _split(pbmc_tiny, 0)
+    genes = list(reference.uns["omnicell"]["tokenize"]["genes"])
+    own = query.copy()
+    oc.pp.tokenize(own, "omnicell-tiny", genes=list(query.var_names.difference(genes)[:100]))
+    with pytest.warns(UserWarning, match="read with different genes"):
+        oc.tl.map_query(own, reference, LABEL, random_state=0)
+    lacking = query[:, query.var_names.difference(genes[:5])].copy()  # the query lacks five of the reference's genes
+    oc.pp.tokenize(lacking, "omnicell-tiny", genes=genes)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*different genes.*")
+        oc.tl.map_query(lacking, reference, LABEL, random_state=0)
 
 
 def test_deterministic_and_independent_of_batches_and_order():

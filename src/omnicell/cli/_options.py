@@ -28,8 +28,8 @@ from omnicell.cli._hints import HintError, type_hint, union_members
 __all__ = [
     "DATA_FILES",
     "HIDDEN_ALIASES",
-    "LABELS_OR_ALL",
     "INDEX_FILES",
+    "LABELS_OR_ALL",
     "RENAMED",
     "SHARED",
     "add_function_options",
