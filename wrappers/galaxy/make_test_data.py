@@ -30,8 +30,11 @@ FAST_BENCHMARK = {
 }
 
 
-def _pbmc(n_cells: int, offset: int, n_genes: int = 300):
-    """``n_cells`` PBMCs (every 7th cell from ``offset``, so all cell types appear) with integer counts."""
+def _pbmc(n_cells: int, offset: int, n_genes: int | None = 300):
+    """``n_cells`` PBMCs (every 7th cell from ``offset``, so all cell types appear) with integer counts.
+
+    They keep their ``n_genes`` genes with most counts (None: all genes).
+    """
     import scanpy as sc
 
     from omnicell.cli._demo import pbmc68k_counts
@@ -82,6 +85,31 @@ def _slim(adata, *, n_genes: int = 30, keep: tuple[str, ...] = ()):
     records = out.uns.get("omnicell", {})
     out.uns = {"omnicell": {key: records[key] for key in keep if key in records}} if keep else {}
     return out
+
+
+def _analysed():
+    """Every result the plot tool draws, and gene embeddings for gene-modules (150 genes)."""
+    import omnicell as oc
+
+    analysed = _embedded(_pbmc(32, 0, n_genes=150))
+    oc.tl.embed_genes(analysed, MODEL, device="cpu", random_state=SEED)
+    oc.tl.gene_modules(analysed, min_size=3, random_state=SEED)
+    oc.tl.expert_usage(analysed, "bulk_labels", MODEL)
+    oc.tl.marker_genes(analysed, "bulk_labels", MODEL, n_genes=10, device="cpu")
+    # Two tokenised genes (the plot tool's test looks for them), one group and no per-cell layer: the effects table
+    # of 150 genes, not one per cell type and gene.
+    oc.tl.perturb_genes(analysed, ["PARK7", "C1QA"], model=MODEL, n_null=4, store_cells=False, device="cpu",
+                        random_state=SEED)  # fmt: skip
+    # A reference of other cells read with the same genes (else map_query warns that the genes read differ).
+    reference = _embedded(_pbmc(64, 3, n_genes=None)[:, analysed.var_names].copy())
+    oc.tl.map_query(analysed, reference, "bulk_labels", k=5, random_state=SEED)
+    # Each HDF5 object costs about 1 KiB in a file this small: of these two results only what their plots read
+    # (the effects table; the obs columns and the record of the mapping), to stay under the folder's 1 MiB.
+    analysed.uns["omnicell_perturb"] = {"effects": analysed.uns["omnicell_perturb"]["effects"]}
+    del analysed.obsm["omnicell_perturb"], analysed.obsm["omnicell_probabilities"]
+    records = analysed.uns["omnicell"]
+    del records["perturb_genes"], records["by_key"]["perturb_genes"], records["by_key"]["map_query"]
+    return analysed
 
 
 def _write(adata, name: str) -> None:
@@ -138,13 +166,7 @@ def main() -> None:
     _write(_slim(_embedded(_pbmc(32, 3))), "pbmc_reference.h5ad")
     _index("pbmc_reference.h5ad", "bulk_labels")
 
-    # Every result the plot tool draws, and gene embeddings for gene-modules (150 genes).
-    analysed = _embedded(_pbmc(32, 0, n_genes=150))
-    oc.tl.embed_genes(analysed, MODEL, device="cpu", random_state=SEED)
-    oc.tl.gene_modules(analysed, min_size=3, random_state=SEED)
-    oc.tl.expert_usage(analysed, "bulk_labels", MODEL)
-    oc.tl.marker_genes(analysed, "bulk_labels", MODEL, n_genes=10, device="cpu")
-    _write(analysed, "pbmc_analysed.h5ad")
+    _write(_analysed(), "pbmc_analysed.h5ad")
 
     # scib-metrics needs more than 90 cells: 100 cells with their embeddings (5 genes), and their scores
     # (the metrics that take long to compile left out, as in tests/tl/test_benchmark.py).
