@@ -43,7 +43,6 @@ __all__ = [
     "focal_candidates",
     "level_matched_draws",
     "ranked_effects",
-    "take_rows",
 ]
 
 N_FOLDS = 4
@@ -64,18 +63,6 @@ class Encoded:
 
     window: np.ndarray
     decoded: np.ndarray
-
-
-def take_rows(batch: TokenBatch, rows: np.ndarray | slice) -> TokenBatch:
-    """The sequences ``rows`` of ``batch``."""
-    return TokenBatch(
-        tokens=batch.tokens[rows],
-        values=batch.values[rows],
-        positions=None if batch.positions is None else batch.positions[rows],
-        cell_index=batch.cell_index[rows],
-        n_blocks=batch.n_blocks,
-        padding_mask=None if batch.padding_mask is None else batch.padding_mask[rows],
-    )
 
 
 def concat_batches(batches: list[TokenBatch]) -> TokenBatch:
@@ -138,7 +125,7 @@ def encode(
     network = plan.model.network
     with torch.inference_mode():
         for start in range(0, n, plan.batch_size):
-            part = take_rows(batch, slice(start, start + plan.batch_size))
+            part = batch.take(slice(start, start + plan.batch_size))
             tensors = part.to_torch(plan.device)
             output = plan.forward(tensors)
             pooled = pool_cells(output.hidden, tensors["cell_index"], tensors["expressed"], part.n_blocks)

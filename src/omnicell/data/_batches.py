@@ -50,6 +50,17 @@ class TokenBatch:
         """(B, T) True on gene tokens with a soft rank above 0."""
         return self.values > 0
 
+    def take(self, rows: np.ndarray | slice) -> TokenBatch:
+        """The sequences ``rows`` of this batch (a padding mask is kept even where the rows need none)."""
+        return TokenBatch(
+            tokens=self.tokens[rows],
+            values=self.values[rows],
+            positions=None if self.positions is None else self.positions[rows],
+            cell_index=self.cell_index[rows],
+            n_blocks=self.n_blocks,
+            padding_mask=None if self.padding_mask is None else self.padding_mask[rows],
+        )
+
     def to_torch(self, device: torch.device | str) -> dict[str, torch.Tensor | None]:
         """Tensors for :meth:`omnicell.nn.OmniCell.forward` and pooling, on ``device``.
 

@@ -34,7 +34,6 @@ from omnicell._engine.perturb import (
     encode,
     focal_candidates,
     level_matched_draws,
-    take_rows,
 )
 from omnicell._engine.plan import InferencePlan, Precision, plan_tokenized, restore_on_error
 from omnicell.data import SOFT_RANK_HIGH, TokenBatch
@@ -390,7 +389,7 @@ def perturb_genes(
             edited = np.where(np.isin(candidates, states[state]) & (candidates >= 0), np.float32(level), batch.values)
             changed = edited != batch.values
             affected = np.flatnonzero(changed.any(1))
-            return affected, dataclasses.replace(take_rows(batch, affected), values=edited[affected]), changed[affected]
+            return affected, dataclasses.replace(batch.take(affected), values=edited[affected]), changed[affected]
 
         run = run_states(plan, index.lookup, len(index), rows, codes, len(labels), len(states), edit, seed, basis)
     effects, shifts = effect_tables(run.sums, states, index.names, labels, tokenised)

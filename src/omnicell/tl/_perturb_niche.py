@@ -23,7 +23,7 @@ from omnicell._core.checks import check_count, check_key_added, check_libraries,
 from omnicell._core.docs import doc_params
 from omnicell._core.provenance import get_record
 from omnicell._core.tokenize_record import TokenizeRecord
-from omnicell._engine.perturb import N_FOLDS, distance_matched, level_matched_draws, take_rows
+from omnicell._engine.perturb import N_FOLDS, distance_matched, level_matched_draws
 from omnicell._engine.plan import InferencePlan, Precision, plan_tokenized, restore_on_error
 from omnicell.models import OmniCellModel
 from omnicell.tl._gene_states import gene_index
@@ -302,7 +302,7 @@ def _neighbor_knockout(states: list[np.ndarray], lookup: np.ndarray):
         hit = np.isin(neighbor_genes, states[state]) & (neighbor_genes >= 0)
         edited = np.where(hit, np.float32(0.0), batch.values)
         affected = np.flatnonzero((edited != batch.values).any(1))
-        return affected, dataclasses.replace(take_rows(batch, affected), values=edited[affected]), None
+        return affected, dataclasses.replace(batch.take(affected), values=edited[affected]), None
 
     return edit
 

@@ -261,7 +261,7 @@ class CellStream:
         combined = concat_batches(parts)
         position = np.empty(len(pairs), dtype=np.int64)
         position[np.concatenate(order)] = np.arange(len(pairs))
-        return _take(combined, position)
+        return combined.take(position)
 
     def close(self) -> None:
         for source in self.sources:
@@ -298,15 +298,4 @@ def concat_batches(batches: Sequence[TokenBatch]) -> TokenBatch:
         cell_index=np.concatenate(cell_index),
         n_blocks=max(batch.n_blocks for batch in batches),
         padding_mask=None if padding_mask.all() else padding_mask,
-    )
-
-
-def _take(batch: TokenBatch, rows: np.ndarray) -> TokenBatch:
-    return TokenBatch(
-        tokens=batch.tokens[rows],
-        values=batch.values[rows],
-        positions=None if batch.positions is None else batch.positions[rows],
-        cell_index=batch.cell_index[rows],
-        n_blocks=batch.n_blocks,
-        padding_mask=None if batch.padding_mask is None else batch.padding_mask[rows],
     )
