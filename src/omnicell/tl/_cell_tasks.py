@@ -262,8 +262,9 @@ def warn_if_models_differ(adata: AnnData, reference: AnnData, use_rep: str) -> N
         warnings.warn(
             f"The query and the reference were read with different genes ({len(query_genes & reference_genes)} in "
             f"common of {len(query_genes)} and {len(reference_genes)}); their embeddings are not comparable. Tokenise "
-            "the query with the reference's genes: oc.pp.tokenize(query, model, "
-            "genes=reference.uns['omnicell']['tokenize']['genes']), then embed it again.",
+            "the query with the reference's genes (its uns['omnicell']['tokenize']['genes']) and embed it again: in "
+            "Python oc.pp.tokenize(query, model, genes=reference.uns['omnicell']['tokenize']['genes']); on the "
+            "command line omnicell embed QUERY.h5ad --genes FILE, with those genes one per line.",
             UserWarning,
             stacklevel=3,
         )
